@@ -1,0 +1,36 @@
+# Every target bootstraps .venv by itself (idempotent: reinstalls only when pyproject.toml changed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FORGELAB := $(VENV)/bin/forgelab
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: face extraction on the bundled sample video -> outputs/
+demo: $(STAMP)
+	$(FORGELAB) faces assets/carphone_pristine.mp4 --out outputs
+
+## test: the whole test suite on CPU
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## bench: preprocessing speed, batched vs naive (ratio), on the sample and a synthetic 720p video
+bench: $(STAMP)
+	$(FORGELAB) bench preprocess --out outputs/bench_preprocess.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,111 @@
+"""Clip-consistent augmentation: one set of random parameters per clip, applied to every frame.
+
+Detectors see temporal artefacts, so a flip or a colour shift that changed from frame to frame would
+itself look like a manipulation; the generator's pair (source, driving) must stay one video. Every
+transform here draws its parameters once per call and applies them to the whole ``[T, 3, H, W]`` clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+
+@dataclass
+class ClipAugment:
+    """Random clip-level augmentation.
+
+    Args:
+        hflip: probability of a horizontal flip.
+        time_flip: probability of reversing the frame order (the generator's pair swap).
+        brightness: brightness factor drawn from ``[1 - b, 1 + b]``.
+        contrast: contrast factor drawn from ``[1 - c, 1 + c]``.
+        saturation: saturation factor drawn from ``[1 - s, 1 + s]``.
+        hue: hue shift drawn from ``[-h, h]`` (at most 0.5).
+        jpeg_prob: probability of JPEG re-compression.
+        jpeg_quality: quality range for re-compression.
+        blur_prob: probability of a Gaussian blur.
+        blur_sigma: blur sigma range in pixels.
+        downscale_prob: probability of down- then up-scaling.
+        downscale_range: scale factor range for that.
+    """
+
+    hflip: float = 0.5
+    time_flip: float = 0.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.0
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (40, 95)
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 1.5)
+    downscale_prob: float = 0.0
+    downscale_range: tuple[float, float] = (0.4, 0.9)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw one set of parameters."""
+
+        def factor(r: float) -> float:
+            return float(rng.uniform(1 - r, 1 + r)) if r > 0 else 1.0
+
+        return {
+            "hflip": bool(rng.random() < self.hflip),
+            "time_flip": bool(rng.random() < self.time_flip),
+            "brightness": factor(self.brightness),
+            "contrast": factor(self.contrast),
+            "saturation": factor(self.saturation),
+            "hue": float(rng.uniform(-self.hue, self.hue)) if self.hue > 0 else 0.0,
+            "order": [int(i) for i in rng.permutation(4)],
+            "jpeg": int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+            if rng.random() < self.jpeg_prob
+            else None,
+            "blur": float(rng.uniform(*self.blur_sigma)) if rng.random() < self.blur_prob else None,
+            "downscale": float(rng.uniform(*self.downscale_range)) if rng.random() < self.downscale_prob else None,
+        }
+
+    @staticmethod
+    def apply(video: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        """Apply ``params`` to a clip.
+
+        Args:
+            video: float ``[T, 3, H, W]`` in [0, 1].
+            params: from :meth:`sample`.
+
+        Returns:
+            float ``[T, 3, H, W]`` in [0, 1] (frame order reversed when ``time_flip``).
+        """
+        if params["hflip"]:
+            video = video.flip(-1)
+        if params["time_flip"]:
+            video = video.flip(0)
+        jitters = [
+            lambda v: TF.adjust_brightness(v, params["brightness"]) if params["brightness"] != 1 else v,
+            lambda v: TF.adjust_contrast(v, params["contrast"]) if params["contrast"] != 1 else v,
+            lambda v: TF.adjust_saturation(v, params["saturation"]) if params["saturation"] != 1 else v,
+            lambda v: TF.adjust_hue(v, params["hue"]) if params["hue"] != 0 else v,
+        ]
+        for i in params["order"]:
+            video = jitters[i](video)
+        h, w = video.shape[-2:]
+        if params["downscale"] is not None:
+            s = params["downscale"]
+            small = TF.resize(video, [max(8, round(h * s)), max(8, round(w * s))], antialias=True)
+            video = TF.resize(small, [h, w], antialias=True)
+        if params["blur"] is not None:
+            sigma = params["blur"]
+            k = max(3, int(2 * round(3 * sigma) + 1))
+            video = TF.gaussian_blur(video, [k, k], [sigma, sigma])
+        if params["jpeg"] is not None:
+            u8 = (video.clamp(0, 1) * 255).round().to(torch.uint8)
+            video = TF.jpeg(u8, params["jpeg"]).float() / 255
+        return video.clamp(0, 1)
+
+    def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Sample parameters and apply them; returns the clip and the parameters."""
+        params = self.sample(rng)
+        return self.apply(video, params), params

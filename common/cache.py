@@ -1,0 +1,140 @@
+"""The face-crop cache: one folder per video with ``crops.npy`` (uint8, memory-mappable) and ``meta.json``.
+
+Layout::
+
+    <cache>/cache_config.json         crop size, margin, frame spec the cache was built with
+    <cache>/<video_id>/crops.npy      uint8 [N, S, S, 3] RGB face crops
+    <cache>/<video_id>/meta.json      source, label, fps, frame indices, boxes, landmarks, scores, ...
+    <cache>/failures.csv              video_id, path, reason of the last run's failures
+    <cache>/.tmp/                     entries being written (ignored by readers)
+
+An entry is written into ``.tmp/`` and renamed into place only when complete, so a reader (or a
+resumed run) sees either a whole entry or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.errors import DatasetError
+
+CONFIG_FILE = "cache_config.json"
+META_FILE = "meta.json"
+CROPS_FILE = "crops.npy"
+TMP_DIR = ".tmp"
+
+
+def entry_dir(cache: Path, video_id: str) -> Path:
+    """Folder of one video's entry."""
+    return cache / video_id
+
+
+def is_done(cache: Path, video_id: str) -> bool:
+    """Whether a complete entry exists for ``video_id``."""
+    return (entry_dir(cache, video_id) / META_FILE).is_file()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def check_config(cache: Path, config: dict[str, Any]) -> None:
+    """Record the build settings of a new cache, or refuse to mix settings in an existing one."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / CONFIG_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise DatasetError(path, "cache config is not valid JSON") from None
+        diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+        if diff:
+            k, (a, b) = next(iter(diff.items()))
+            raise DatasetError(cache, f"cache was built with {k}={a!r}, this run asks for {b!r}; use another --out")
+    else:
+        write_json_atomic(path, config)
+
+
+class EntryWriter:
+    """Writes one entry atomically: ``crops`` is a memory-mapped array to fill, ``commit`` publishes.
+
+    Args:
+        cache: the cache root.
+        video_id: the entry's id.
+        tag: distinguishes concurrent writers (e.g. the shard), part of the temporary folder's name.
+    """
+
+    def __init__(self, cache: Path, video_id: str, tag: str) -> None:
+        self.final = entry_dir(cache, video_id)
+        safe = video_id.replace("/", "__").replace("#", "_")
+        self.tmp = cache / TMP_DIR / f"{tag}-{safe}"
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+
+    def crops(self, n: int, size: int) -> np.ndarray:
+        """A writable uint8 ``[n, size, size, 3]`` memmap backed by the entry's ``crops.npy``."""
+        return np.lib.format.open_memmap(self.tmp / CROPS_FILE, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+
+    def commit(self, meta: dict[str, Any]) -> None:
+        """Write ``meta.json`` and move the entry into place."""
+        (self.tmp / META_FILE).write_text(json.dumps(meta))
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        if self.final.exists():  # a concurrent writer finished first: keep theirs
+            self.abort()
+            return
+        os.rename(self.tmp, self.final)
+
+    def abort(self) -> None:
+        """Remove the temporary folder."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def clean_tmp(cache: Path, tag: str) -> None:
+    """Remove leftovers of an interrupted run with the same ``tag``."""
+    tmp = cache / TMP_DIR
+    if tmp.is_dir():
+        for p in tmp.glob(f"{tag}-*"):
+            shutil.rmtree(p, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp.rmdir()
+
+
+@dataclass
+class CacheEntry:
+    """One video read back from the cache.
+
+    Attributes:
+        crops: uint8 ``[N, S, S, 3]`` (memory-mapped, read-only).
+        meta: the ``meta.json`` dict.
+    """
+
+    crops: np.ndarray
+    meta: dict[str, Any]
+
+    @property
+    def frame_indices(self) -> np.ndarray:
+        """int64 ``[N]`` source frame numbers of the crops."""
+        return np.asarray(self.meta["track"]["frame_indices"], dtype=np.int64)
+
+
+def read_entry(cache: Path, video_id: str) -> CacheEntry:
+    """Open one entry (crops memory-mapped)."""
+    d = entry_dir(cache, video_id)
+    try:
+        meta = json.loads((d / META_FILE).read_text())
+        crops = np.load(d / CROPS_FILE, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise DatasetError(d, f"cache entry is unreadable ({exc})") from None
+    return CacheEntry(crops, meta)

@@ -1,0 +1,67 @@
+"""Typed errors raised by forgelab for bad input.
+
+Every error a user can cause (a corrupt video, a face-less clip, a malformed split file, a wrong
+checkpoint) is one of these, with a one-line message that names the file and the reason. The CLI turns
+them into that line on stderr and a non-zero exit code instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ForgelabError(Exception):
+    """Base class: a problem with the user's input, reported as one clear line."""
+
+    exit_code: int = 1
+
+
+class VideoReadError(ForgelabError):
+    """A video file (or frame folder) is missing, empty, truncated or not a video."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read video {self.path}: {reason}")
+
+
+class VideoWriteError(ForgelabError):
+    """An output video could not be written."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot write video {self.path}: {reason}")
+
+
+class NoFaceError(ForgelabError):
+    """No face was found in any frame of a video (or in an image)."""
+
+    exit_code = 2
+
+    def __init__(self, path: str | Path, detail: str = "") -> None:
+        self.path = str(path)
+        msg = f"no face found in {self.path}"
+        super().__init__(f"{msg} ({detail})" if detail else msg)
+
+
+class DatasetError(ForgelabError):
+    """A dataset root, manifest or split file does not have the expected layout or content."""
+
+    def __init__(self, where: str | Path, reason: str) -> None:
+        self.where = str(where)
+        self.reason = reason
+        super().__init__(f"dataset problem at {self.where}: {reason}")
+
+
+class CheckpointError(ForgelabError):
+    """A checkpoint or weight file is missing, corrupt, or of the wrong architecture."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot use checkpoint {self.path}: {reason}")
+
+
+class ConfigError(ForgelabError):
+    """An option or configuration value is invalid."""

@@ -1,0 +1,243 @@
+"""``forgelab preprocess``: turn a dataset into a face-crop cache, resumably, in parallel, in shards."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from common import cache as cache_mod
+from common.datasets import VideoRecord
+from common.datasets.registry import add_dataset_arguments, index_from_args
+from common.errors import ForgelabError
+from common.faces import FaceExtractor
+from common.video import VideoReader, sample_indices
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of one preprocessing run (also stored in the cache's ``cache_config.json``)."""
+
+    frames: str = "even:32"
+    crop_size: int = 224
+    margin: float = 1.3
+    device: str = "auto"
+    batch_size: int | None = None
+    detect_max_side: int | None = 480
+
+    def cache_fields(self) -> dict[str, Any]:
+        """The settings that change the cache's content."""
+        return {"frames": self.frames, "crop_size": self.crop_size, "margin": self.margin}
+
+    def extractor(self) -> FaceExtractor:
+        return FaceExtractor(
+            crop_size=self.crop_size,
+            margin=self.margin,
+            device=self.device,
+            batch_size=self.batch_size,
+            detect_max_side=self.detect_max_side,
+        )
+
+
+@dataclass
+class Outcome:
+    """What happened to one video."""
+
+    video_id: str
+    path: str
+    status: str  # "ok" | "failed"
+    frames: int = 0
+    reason: str = ""
+
+
+def in_shard(video_id: str, shard: tuple[int, int]) -> bool:
+    """Stable assignment of a video to shard ``i`` of ``n`` (by a hash of its id)."""
+    i, n = shard
+    return int(hashlib.sha1(video_id.encode()).hexdigest(), 16) % n == i
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def process_video(record: VideoRecord, cache: Path, extractor: FaceExtractor, frames: str, tag: str) -> Outcome:
+    """Extract one video's faces into its cache entry (atomically). Never raises for bad input."""
+    writer = None
+    try:
+        with VideoReader(record.path) as reader:
+            indices = sample_indices(reader.info.num_frames, frames)
+            writer = cache_mod.EntryWriter(cache, record.video_id, tag)
+            crops = writer.crops(len(indices), extractor.crop_size)
+            track = extractor.extract(reader, indices, crops=True, crops_out=crops)
+            crops.flush()
+            del crops
+            info = reader.info
+        meta = {
+            "video_id": record.video_id,
+            "source": record.path,
+            "label": record.label,
+            "split": record.split,
+            "group": record.group,
+            "method": record.method,
+            "fps": info.fps,
+            "num_frames": info.num_frames,
+            "width": info.width,
+            "height": info.height,
+            "crop_size": extractor.crop_size,
+            "margin": extractor.margin,
+            "frame_spec": frames,
+            "track": track.to_meta(),
+        }
+        writer.commit(meta)
+        return Outcome(record.video_id, record.path, "ok", len(indices))
+    except ForgelabError as exc:
+        reason = str(exc)
+    except Exception as exc:  # one bad video must never abort the run
+        reason = f"{type(exc).__name__}: {exc}"
+    if writer is not None:
+        writer.abort()
+    return Outcome(record.video_id, record.path, "failed", 0, reason)
+
+
+_WORKER: dict[str, Any] = {}  # per worker process: the extractor built once by _init_worker
+
+
+def _init_worker(config: PreprocessConfig) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["extractor"] = config.extractor()
+
+
+def _work(record: VideoRecord, cache: Path, frames: str, tag: str) -> Outcome:
+    return process_video(record, cache, _WORKER["extractor"], frames, tag)
+
+
+def run_preprocess(
+    records: Sequence[VideoRecord],
+    cache: Path,
+    config: PreprocessConfig,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Preprocess ``records`` into ``cache``; returns the summary dict (also printed by the CLI).
+
+    Videos with a complete entry are skipped; failures are written to ``failures.csv``.
+    """
+    cache_mod.check_config(cache, config.cache_fields())
+    tag = f"shard{shard[0]}of{shard[1]}"
+    cache_mod.clean_tmp(cache, tag)
+    mine = [r for r in records if in_shard(r.video_id, shard)]
+    todo = [r for r in mine if not cache_mod.is_done(cache, r.video_id)]
+    skipped = len(mine) - len(todo)
+    outcomes: list[Outcome] = []
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="preprocess", unit="video", disable=not show_progress, dynamic_ncols=True)
+    frames_done = 0
+
+    def record_outcome(o: Outcome) -> None:
+        nonlocal frames_done
+        outcomes.append(o)
+        frames_done += o.frames
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(ok=sum(x.status == "ok" for x in outcomes), failed=sum(x.status == "failed" for x in outcomes),
+                        fps=f"{frames_done / elapsed:.1f}")  # fmt: skip
+        bar.update(1)
+
+    try:
+        if workers <= 1:
+            extractor = config.extractor()
+            for r in todo:
+                record_outcome(process_video(r, cache, extractor, config.frames, tag))
+        else:
+            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config,)) as pool:
+                futures: list[Future[Outcome]] = [pool.submit(_work, r, cache, config.frames, tag) for r in todo]
+                for f in futures:
+                    record_outcome(f.result())
+    finally:
+        bar.close()
+        _write_failures(cache, tag, [o for o in outcomes if o.status == "failed"])
+        cache_mod.clean_tmp(cache, tag)
+    elapsed = time.perf_counter() - start
+    return {
+        "ok": sum(o.status == "ok" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "skipped": skipped,
+        "frames": frames_done,
+        "seconds": round(elapsed, 2),
+        "frames_per_second": round(frames_done / elapsed, 2) if elapsed > 0 else 0.0,
+        "failures": [{"video_id": o.video_id, "reason": o.reason} for o in outcomes if o.status == "failed"],
+    }
+
+
+def _write_failures(cache: Path, tag: str, failed: list[Outcome]) -> None:
+    name = "failures.csv" if tag == "shard0of1" else f"failures_{tag}.csv"
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["video_id", "path", "reason"])
+    for o in failed:
+        w.writerow([o.video_id, o.path, o.reason])
+    tmp = cache / f".{name}.tmp{os.getpid()}"
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, cache / name)
+
+
+# ---------------------------------------------------------------------- CLI
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``forgelab preprocess``."""
+    p = sub.add_parser("preprocess", help="extract face crops of a dataset into a cache folder")
+    add_dataset_arguments(p)
+    p.add_argument("--out", required=True, type=Path, help="cache folder to create or resume")
+    p.add_argument("--frames", default="even:32", help="all | even:N (N evenly spaced) | first:N (default even:32)")
+    p.add_argument("--splits", default="train,val,test", help="comma-separated splits to process")
+    p.add_argument("--crop-size", type=int, default=224)
+    p.add_argument("--margin", type=float, default=1.3, help="square crop side / detector box side")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (one detector each)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4 CPU, 32 GPU)")
+    p.add_argument("--detect-max-side", type=int, default=480, help="detect at most at this resolution (0 = full)")
+    p.add_argument("--shard", type=parse_shard, default=(0, 1), help="process shard i of n (e.g. 0/4)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the preprocess command; returns the exit code (3 when some videos failed)."""
+    sample_indices(100, args.frames)  # validate the spec before any work
+    splits = {s.strip() for s in args.splits.split(",") if s.strip()}
+    records = [r for r in index_from_args(args).records() if r.split in splits]
+    config = PreprocessConfig(
+        frames=args.frames,
+        crop_size=args.crop_size,
+        margin=args.margin,
+        device=args.device,
+        batch_size=args.batch_size,
+        detect_max_side=args.detect_max_side or None,
+    )
+    summary = run_preprocess(records, args.out, config, workers=args.workers, shard=args.shard)
+    print(
+        f"preprocess: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped; "
+        f"{summary['frames']} frames in {summary['seconds']} s ({summary['frames_per_second']} frames/s)"
+    )
+    for f in summary["failures"][:10]:
+        print(f"  failed {f['video_id']}: {f['reason']}")
+    if summary["failed"]:
+        print(f"  all failures: {args.out / 'failures.csv'}")
+    return 3 if summary["failed"] else 0

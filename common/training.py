@@ -1,0 +1,102 @@
+"""Training entry point: ``forgelab fit|validate|test --config experiments/NAME.yaml [overrides]``.
+
+A thin :class:`~lightning.pytorch.cli.LightningCLI` whose YAML mirrors constructors (``class_path`` /
+``init_args``). It adds a ``run`` section (experiment name, W&B project/entity/tags, output folder,
+precision) and builds the loggers and the media callback itself, so every experiment logs the same
+way. Accelerator and devices default to ``auto``: a GPU (several: DDP) when present, else the CPU.
+``precision: auto`` means bf16-mixed on a GPU that supports it, 32-bit otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from common.loggers import LogRunConfig, MediaCallback, build_loggers
+
+
+@dataclass
+class RunOptions:
+    """The ``run:`` section of an experiment.
+
+    Attributes:
+        name: experiment / run name.
+        project: W&B project.
+        entity: W&B entity (team or user); ``None`` = the logged-in user's default.
+        tags: W&B tags.
+        save_dir: root folder of run outputs (logs, checkpoints, media).
+        wandb: log to W&B (offline unless logged in).
+        precision: ``auto`` or any Lightning precision string.
+        media_every_n_steps: how often the media callback asks the system for pictures.
+    """
+
+    name: str = "run"
+    project: str = "forgelab"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+    save_dir: str = "outputs/runs"
+    wandb: bool = True
+    precision: str = "auto"
+    media_every_n_steps: int = 200
+
+
+def auto_precision() -> str:
+    """bf16-mixed on a bf16-capable GPU, else 32-true."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+class ForgelabCLI(LightningCLI):
+    """LightningCLI with forgelab's loggers, media callback and run metadata."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", LogRunConfig)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(RunOptions, "run")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        run: RunOptions = self._get(self.config_init, "run")
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        if trainer_cfg.get("logger") in (None, True):
+            kwargs["logger"] = build_loggers(run.save_dir, run.name, run.project, run.entity, run.tags, run.wandb)
+        if trainer_cfg.get("precision") is None:
+            kwargs["precision"] = auto_precision() if run.precision == "auto" else run.precision
+        if not trainer_cfg.get("default_root_dir"):
+            kwargs["default_root_dir"] = f"{run.save_dir}/{run.name}"
+        callbacks = list(trainer_cfg.get("callbacks") or [])
+        if not any(isinstance(c, MediaCallback) for c in callbacks):
+            callbacks.append(MediaCallback(every_n_steps=run.media_every_n_steps))
+        kwargs["callbacks"] = callbacks
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_cli(args: Sequence[str]) -> ForgelabCLI:
+    """Run the training CLI with explicit arguments (``["fit", "--config", ...]``)."""
+    with mock.patch.object(sys, "argv", [sys.argv[0], *args]):  # LightningCLI reads sys.argv itself
+        return ForgelabCLI()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``forgelab fit``, ``validate`` and ``test`` (arguments go to LightningCLI)."""
+    for name in ("fit", "validate", "test"):
+        p = sub.add_parser(name, add_help=False, help=f"{name} an experiment: --config experiments/NAME.yaml")
+        p.set_defaults(func=lambda a, n=name: _run(n, a.passthrough), passthrough=[])
+
+
+def _run(subcommand: str, cli_args: list[str]) -> int:
+    run_cli([subcommand, *cli_args])
+    return 0

@@ -1,0 +1,493 @@
+"""Video IO: probe, frame-accurate random access, bounded-memory iteration and H.264 writing.
+
+Reading goes through PyAV (FFmpeg bindings) so that a handful of frames of a long video costs a seek
+to the nearest key frame plus a few decoded frames, not a decode of the whole file. A "video" may also
+be a folder of numbered image files (the VoxCeleb/TaiChi "video-preprocessing" layout). Writing goes
+through the ffmpeg binary that ships inside ``imageio-ffmpeg`` (libx264, yuv420p), with the audio track
+of another file muxed in on request. Every failure surfaces as :class:`VideoReadError` or
+:class:`VideoWriteError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import imageio.v3 as iio
+import imageio_ffmpeg
+import numpy as np
+
+from common.errors import ConfigError, VideoReadError, VideoWriteError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+DEFAULT_FOLDER_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns about a video without decoding it all.
+
+    Attributes:
+        path: the file or frame folder.
+        fps: frames per second (``DEFAULT_FOLDER_FPS`` for frame folders).
+        num_frames: number of frames.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        duration: seconds.
+        has_audio: whether the container holds an audio stream.
+    """
+
+    path: str
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    duration: float
+    has_audio: bool
+
+
+def _folder_frames(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _av_error_reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"not a readable video ({text})"
+
+
+class VideoReader:
+    """Random access to the RGB frames of one video file or frame folder.
+
+    Args:
+        path: a video file (anything FFmpeg demuxes) or a folder of numbered images.
+        seek_gap: when the next wanted frame lies more than this many frames ahead of the last decoded
+            one and a key frame lies between them, seek to that key frame instead of decoding through
+            the gap. Key frames are found by one demux pass (packets only, no decoding).
+
+    Attributes:
+        info: the :class:`VideoInfo`.
+        decoded_frames: how many frames this reader has decoded so far (for tests and benchmarks).
+    """
+
+    def __init__(self, path: str | Path, seek_gap: int = 16) -> None:
+        self.path = Path(path)
+        self.seek_gap = seek_gap
+        self.decoded_frames = 0
+        self._container: av.container.InputContainer | None = None
+        self._scan: tuple[list[int], list[int]] | None = None
+        self._iter: Iterator[tuple[int, np.ndarray]] | None = None  # decoder position kept between reads
+        self._last = -1
+        self._frames: list[Path] | None = None
+        if not self.path.exists():
+            raise VideoReadError(self.path, "file does not exist")
+        if self.path.is_dir():
+            self._init_folder()
+        else:
+            self._init_container()
+
+    # ------------------------------------------------------------------ opening
+    def _init_folder(self) -> None:
+        try:
+            self._frames = _folder_frames(self.path)
+        except OSError as exc:
+            raise VideoReadError(self.path, f"folder is not readable ({exc.strerror})") from None
+        if not self._frames:
+            raise VideoReadError(self.path, "frame folder holds no image files")
+        first = self._read_image(self._frames[0])
+        n = len(self._frames)
+        self.info = VideoInfo(
+            str(self.path),
+            DEFAULT_FOLDER_FPS,
+            n,
+            first.shape[1],
+            first.shape[0],
+            n / DEFAULT_FOLDER_FPS,
+            False,
+        )
+
+    def _init_container(self) -> None:
+        if self.path.stat().st_size == 0:
+            raise VideoReadError(self.path, "file is empty (0 bytes)")
+        try:
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise VideoReadError(self.path, _av_error_reason(exc)) from None
+        if not self._container.streams.video:
+            self.close()
+            raise VideoReadError(self.path, "no video stream in the file")
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self._stream = stream
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or float(rate) <= 0:
+            self.close()
+            raise VideoReadError(self.path, "video stream has no frame rate")
+        self._fps = Fraction(rate)
+        self._time_base = stream.time_base or Fraction(1, 1000)
+        self._start = stream.start_time or 0
+        num_frames = int(stream.frames or 0)
+        if num_frames <= 0:
+            num_frames = self._count_packets()
+        first = self._first_frame()
+        if first is None:
+            self.close()
+            raise VideoReadError(self.path, "video stream contains no decodable frame")
+        duration = num_frames / float(self._fps)
+        self.info = VideoInfo(
+            str(self.path),
+            float(self._fps),
+            num_frames,
+            first.shape[1],
+            first.shape[0],
+            duration,
+            bool(self._container.streams.audio),
+        )
+
+    def _count_packets(self) -> int:
+        return len(self._packet_scan()[0])
+
+    def _packet_scan(self) -> tuple[list[int], list[int]]:
+        """Demux (no decoding) once: frame indices of all packets and of key-frame packets, sorted."""
+        if self._scan is None:
+            assert self._container is not None
+            frames: list[int] = []
+            keys: list[int] = []
+            try:
+                self._container.seek(0)
+                for packet in self._container.demux(self._stream):
+                    if packet.size and packet.pts is not None:
+                        idx = self._index_of(packet.pts)
+                        frames.append(idx)
+                        if packet.is_keyframe:
+                            keys.append(idx)
+                self._container.seek(0)
+            except av.FFmpegError as exc:
+                raise VideoReadError(self.path, _av_error_reason(exc)) from None
+            self._scan = (sorted(frames), sorted(keys))
+        return self._scan
+
+    def _key_before(self, index: int) -> int:
+        """The last key frame at or before ``index`` (0 when unknown)."""
+        keys = self._packet_scan()[1]
+        pos = bisect.bisect_right(keys, index)
+        return keys[pos - 1] if pos else 0
+
+    def _first_frame(self) -> np.ndarray | None:
+        gen = self._decode_from(0)
+        try:
+            return next(gen, (None, None))[1]
+        except VideoReadError:
+            return None
+        finally:
+            gen.close()  # never leave a suspended decoder behind (it would hang a forked worker at GC)
+
+    @staticmethod
+    def _read_image(path: Path) -> np.ndarray:
+        try:
+            img = iio.imread(path)
+        except Exception as exc:  # imageio raises many types for a bad image
+            raise VideoReadError(path, f"frame image is not readable ({exc})") from None
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        return np.ascontiguousarray(img[..., :3])
+
+    # ------------------------------------------------------------------ decoding
+    def _index_of(self, pts: int | None) -> int:
+        if pts is None:
+            return -1
+        return round(float((pts - self._start) * self._time_base * self._fps))
+
+    def _decode_from(self, index: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Seek to the key frame at or before ``index`` and yield ``(index, rgb HxWx3 uint8)`` onwards."""
+        assert self._container is not None
+        ts = self._start + int(index / self._fps / self._time_base)
+        try:
+            self._container.seek(max(ts, self._start), stream=self._stream, backward=True, any_frame=False)
+            for frame in self._container.decode(self._stream):
+                self.decoded_frames += 1
+                yield self._index_of(frame.pts), frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as exc:
+            raise VideoReadError(self.path, f"decoding failed near frame {index} ({exc})") from None
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Return the frames at ``indices`` (any order, repeats allowed).
+
+        Args:
+            indices: frame numbers in ``[0, num_frames)``.
+
+        Returns:
+            uint8 array ``[len(indices), H, W, 3]``, RGB.
+        """
+        n = self.info.num_frames
+        bad = [i for i in indices if not 0 <= int(i) < n]
+        if bad:
+            raise VideoReadError(self.path, f"frame index {bad[0]} outside [0, {n})")
+        if self._frames is not None:
+            return np.stack([self._read_image(self._frames[int(i)]) for i in indices])
+        found = self._read_sorted(sorted({int(i) for i in indices}))
+        return np.stack([found[int(i)] for i in indices])
+
+    def _read_sorted(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        """Decode the sorted unique frames ``wanted``, continuing from the previous call when possible."""
+        want = set(wanted)
+        found: dict[int, np.ndarray] = {}
+        starts = [self._last if self._iter is not None else -1, *wanted]
+        if self._scan is None and any(b - a > self.seek_gap for a, b in zip(starts, starts[1:])):
+            self._drop_iter()
+            self._packet_scan()  # moves the demuxer: decoding restarts with a seek
+        for target in wanted:
+            if target in found:
+                continue
+            must_seek = self._iter is None or target <= self._last
+            if not must_seek and target - self._last > self.seek_gap:
+                must_seek = self._key_before(target) > self._last  # seeking helps only past a key frame
+            if must_seek:
+                self._drop_iter()
+                self._iter = self._decode_from(target)
+                self._last = -1
+                if target > 0:
+                    first_idx, first = next(self._iter, (None, None))
+                    if first_idx is None or first_idx > target:
+                        # the seek landed past the target (odd container): decode from the start
+                        self._drop_iter()
+                        self._iter = self._decode_from(0)
+                    else:
+                        self._last = first_idx
+                        if first_idx in want:
+                            found[first_idx] = first
+            if target in found:
+                continue
+            for idx, frame in self._iter:
+                self._last = idx
+                if idx in want and idx not in found:
+                    found[idx] = frame
+                if idx >= target:
+                    found.setdefault(target, frame)  # a skipped index takes the next frame
+                    break
+            else:
+                self._drop_iter()
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise VideoReadError(
+                self.path,
+                f"{len(missing)} of {len(wanted)} requested frames could not be decoded "
+                f"(first missing: {missing[0]}; the file may be truncated)",
+            )
+        return found
+
+    def iter_chunks(
+        self, chunk_size: int = 32, indices: Sequence[int] | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(frame_indices [b], frames [b, H, W, 3] uint8)`` chunks in order, in bounded memory.
+
+        Args:
+            chunk_size: frames per chunk.
+            indices: the frames to visit (sorted ascending); all frames when ``None``.
+        """
+        if indices is None:
+            if self._frames is None:
+                yield from self._iter_all(chunk_size)
+                return
+            indices = range(self.info.num_frames)
+        idx = list(indices)
+        for s in range(0, len(idx), chunk_size):
+            part = idx[s : s + chunk_size]
+            yield np.asarray(part, dtype=np.int64), self.read(part)
+
+    def _iter_all(self, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        buf_i: list[int] = []
+        buf_f: list[np.ndarray] = []
+        seen = 0
+        self._drop_iter()
+        self._iter = self._decode_from(0)  # owned by the reader so close() finalises it
+        for idx, frame in self._iter:
+            buf_i.append(max(idx, seen))
+            buf_f.append(frame)
+            seen = buf_i[-1] + 1
+            if len(buf_f) == chunk_size:
+                yield np.asarray(buf_i, dtype=np.int64), np.stack(buf_f)
+                buf_i, buf_f = [], []
+        self._drop_iter()
+        if buf_f:
+            yield np.asarray(buf_i, dtype=np.int64), np.stack(buf_f)
+        if seen == 0:
+            raise VideoReadError(self.path, "video stream contains no decodable frame")
+
+    def _drop_iter(self) -> None:
+        if self._iter is not None:
+            self._iter.close()
+            self._iter = None
+
+    def close(self) -> None:
+        """Release the decoder and the demuxer."""
+        self._drop_iter()
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Return the :class:`VideoInfo` of a video file or frame folder (decodes one frame)."""
+    with VideoReader(path) as reader:
+        return reader.info
+
+
+def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
+    """Read the frames at ``indices``: uint8 ``[len(indices), H, W, 3]`` RGB (seeking, not decoding all)."""
+    with VideoReader(path) as reader:
+        return reader.read(indices)
+
+
+def sample_indices(num_frames: int, spec: str) -> list[int]:
+    """Frame numbers chosen by a sampling spec.
+
+    Args:
+        num_frames: frames in the video.
+        spec: ``"all"``; ``"even:N"`` (or just ``"N"``) for N frames evenly spaced over the whole video
+            (``linspace(0, num_frames - 1, N)``, the field's usual protocol); ``"first:N"`` for the first N.
+
+    Returns:
+        sorted unique frame numbers.
+    """
+    spec = spec.strip().lower()
+    if spec == "all":
+        return list(range(num_frames))
+    kind, _, count = spec.partition(":") if ":" in spec else ("even", "", spec)
+    try:
+        n = int(count)
+    except ValueError:
+        raise ConfigError(f"frame spec {spec!r}: expected all, even:N, first:N or N") from None
+    if n <= 0:
+        raise ConfigError(f"frame spec {spec!r}: N must be positive")
+    if kind == "first":
+        return list(range(min(n, num_frames)))
+    if kind != "even":
+        raise ConfigError(f"frame spec {spec!r}: expected all, even:N, first:N or N")
+    if n >= num_frames:
+        return list(range(num_frames))
+    return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, n)})
+
+
+# ---------------------------------------------------------------------- writing
+def _even(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def _has_audio(path: Path) -> bool:
+    try:
+        with av.open(str(path)) as c:
+            return bool(c.streams.audio)
+    except (av.FFmpegError, OSError):
+        return False
+
+
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio_from: str | Path | None = None,
+    crf: int = 18,
+) -> Path:
+    """Write RGB frames to an H.264 (yuv420p) mp4, atomically.
+
+    The file appears at ``path`` only when complete: frames go to a temporary file in the same folder
+    that is renamed at the end and removed on any error. Odd frame sizes are padded by one pixel
+    (yuv420p needs even sizes).
+
+    Args:
+        path: output ``.mp4``.
+        frames: iterable of uint8 ``[H, W, 3]`` RGB frames, all the same size (consumed lazily).
+        fps: frame rate.
+        audio_from: a video whose audio track (if it has one) is muxed into the output (AAC).
+        crf: x264 quality (lower is better).
+
+    Returns:
+        the written path.
+    """
+    out = Path(path)
+    if not out.parent.exists():
+        raise VideoWriteError(out, f"folder {out.parent} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".partial.mp4", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    muxed = tmp.with_suffix(".mux.mp4")
+    try:
+        count = _encode(tmp, frames, fps, crf)
+        if count == 0:
+            raise VideoWriteError(out, "no frames to write")
+        final = tmp
+        if audio_from is not None and _has_audio(Path(audio_from)):
+            _mux_audio(tmp, Path(audio_from), muxed)
+            final = muxed
+        os.replace(final, out)
+    except VideoWriteError:
+        raise
+    except OSError as exc:
+        raise VideoWriteError(out, exc.strerror or str(exc)) from None
+    finally:
+        for p in (tmp, muxed):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    return out
+
+
+def _encode(tmp: Path, frames: Iterable[np.ndarray], fps: float, crf: int) -> int:
+    writer = None
+    size = None
+    count = 0
+    try:
+        for frame in frames:
+            frame = _even(np.ascontiguousarray(frame, dtype=np.uint8))
+            if writer is None:
+                size = (frame.shape[1], frame.shape[0])
+                writer = imageio_ffmpeg.write_frames(
+                    str(tmp),
+                    size,
+                    fps=float(fps),
+                    codec="libx264",
+                    pix_fmt_in="rgb24",
+                    pix_fmt_out="yuv420p",
+                    macro_block_size=1,
+                    quality=None,
+                    output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"],
+                    ffmpeg_log_level="error",
+                )
+                writer.send(None)
+            if (frame.shape[1], frame.shape[0]) != size:
+                raise VideoWriteError(tmp, f"frame {count} has size {frame.shape[1]}x{frame.shape[0]}, not {size}")
+            writer.send(frame)
+            count += 1
+    finally:
+        if writer is not None:
+            writer.close()
+    return count
+
+
+def _mux_audio(video: Path, audio_src: Path, out: Path) -> None:
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+        "-i", str(video), "-i", str(audio_src),
+        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-shortest",
+        "-movflags", "+faststart", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VideoWriteError(out, f"muxing audio from {audio_src} failed: {proc.stderr.strip()[-300:]}")
