@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 FORGELAB := $(VENV)/bin/forgelab
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint format clean
+.PHONY: venv demo test bench lint format clean train-segmenter
+
+# train-segmenter: DATA=<vox/taichi "video-preprocessing" root> [EXPERIMENT=segmenter_vox10|segmenter_vox5|segmenter_taichi]
+# [ARGS="--trainer.devices 4 ..."]; without DATA the sample experiment runs on the bundled video.
+train-segmenter: EXPERIMENT ?= $(if $(DATA),segmenter_vox10,segmenter_sample)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +29,10 @@ test: $(STAMP)
 ## bench: preprocessing speed, batched vs naive (ratio), on the sample and a synthetic 720p video
 bench: $(STAMP)
 	$(FORGELAB) bench preprocess --out outputs/bench_preprocess.json
+
+## train-segmenter: motion co-segmentation (GPU when present, DDP over several)
+train-segmenter: $(STAMP)
+	$(FORGELAB) fit --config experiments/$(EXPERIMENT).yaml $(if $(DATA),--data.init_args.index.init_args.root=$(DATA)) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -71,12 +71,20 @@ class CacheSource(FrameSource):
             entry = self._open[record.video_id] = cache_mod.read_entry(self.cache, record.video_id)
         return entry
 
+    def _rows(self, record: VideoRecord) -> np.ndarray:
+        """Rows of the entry's crops inside the record's frame range."""
+        idx = self._entry(record).frame_indices
+        if record.frames is None:
+            return np.arange(len(idx))
+        return np.flatnonzero((idx >= record.frames[0]) & (idx < record.frames[1]))
+
     def length(self, record: VideoRecord) -> int:
-        return int(self._entry(record).crops.shape[0])
+        return len(self._rows(record))
 
     def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         entry = self._entry(record)
-        return np.asarray(entry.crops[positions]), entry.frame_indices[positions]
+        rows = self._rows(record)[positions]
+        return np.asarray(entry.crops[rows]), entry.frame_indices[rows]
 
     def __getstate__(self) -> dict[str, Any]:  # memmaps are reopened in each worker
         return {"cache": self.cache, "_open": {}}
@@ -96,10 +104,14 @@ class DecodeSource(FrameSource):
         n = self._lengths.get(record.video_id)
         if n is None:
             with VideoReader(record.path) as r:
-                n = self._lengths[record.video_id] = r.info.num_frames
+                n = r.info.num_frames
+            if record.frames is not None:
+                n = max(0, min(record.frames[1], n) - record.frames[0])
+            self._lengths[record.video_id] = n
         return n
 
     def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = positions + (record.frames[0] if record.frames is not None else 0)
         with VideoReader(record.path) as reader:
             frames = reader.read(positions.tolist())
         if self.faces_on_the_fly:
@@ -307,7 +319,7 @@ class VideoDataModule(pl.LightningDataModule):
         clip_len: frames per clip (``clip`` mode).
         frame_stride: step between frames of a contiguous clip.
         clip_sampling: ``"contiguous"`` or ``"spread"`` (evenly spaced over the whole video).
-        eval_clips: clips per video in validation/test.
+        eval_clips: clips per video (``pair`` mode: pairs per identity) in validation/test.
         size: output side in pixels.
         batch_size: samples per batch (per device under DDP).
         num_workers: loader processes.
@@ -400,7 +412,7 @@ class VideoDataModule(pl.LightningDataModule):
         recs = self.records[split]
         aug = self.augment if train else None
         if self.mode == "pair":
-            return PairDataset(recs, self.source, train, self.id_sampling, self.repeats if train else 1,
+            return PairDataset(recs, self.source, train, self.id_sampling, self.repeats if train else self.eval_clips,
                                self.size, aug, self.seed)  # fmt: skip
         return ClipDataset(recs, self.source, self.clip_len, self.frame_stride, self.clip_sampling, train,
                            self.eval_clips, self.size, aug, self.seed)  # fmt: skip

@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -82,6 +83,31 @@ class ForgelabCLI(LightningCLI):
             callbacks.append(MediaCallback(every_n_steps=run.media_every_n_steps))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        """Tell the user where the run's outputs are."""
+        if not self.trainer.is_global_zero:
+            return
+        print(run_summary(self.trainer))
+
+
+def run_summary(trainer: Trainer) -> str:
+    """Where the checkpoints, logs, media and W&B run of a finished fit are."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    lines = [f"run folder: {trainer.log_dir}"]
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and getattr(ckpt, "dirpath", None):
+        best = getattr(ckpt, "best_model_path", "") or "(none)"
+        lines.append(f"checkpoints: {ckpt.dirpath} (best: {best})")
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            exp = logger.experiment
+            where = getattr(exp, "url", None) or getattr(exp, "dir", "")
+            lines.append(f"W&B run: {where}")
+            if getattr(exp, "offline", False) or str(getattr(exp.settings, "mode", "")) == "offline":
+                lines.append(f"  offline: publish with `wandb sync {Path(exp.dir).parent}`")
+    return "\n".join(lines)
 
 
 def run_cli(args: Sequence[str]) -> ForgelabCLI:

@@ -4,6 +4,7 @@ from common.datasets.celebdf import CelebDFIndex
 from common.datasets.ffpp import FaceForensicsIndex
 from common.datasets.generic import CsvIndex, FolderIndex
 from common.datasets.records import DatasetIndex, VideoRecord, group_split, index_hash
+from common.datasets.single import SingleVideoIndex
 from common.datasets.vox import VoxIndex
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DatasetIndex",
     "FaceForensicsIndex",
     "FolderIndex",
+    "SingleVideoIndex",
     "VideoRecord",
     "VoxIndex",
     "group_split",

@@ -26,6 +26,9 @@ class VideoRecord:
         split: ``"train"``, ``"val"``, ``"test"`` (or ``"unassigned"`` when a layout gives none).
         group: identity / source group; videos sharing a group never land in different splits.
         method: manipulation method for fakes (``""`` for real videos or when unknown).
+        frames: optional ``(start, stop)`` frame range of the video that this record covers (e.g. a
+            time-disjoint train/val split of one video); ``None`` = the whole video.
+        extra: layout-specific details (e.g. a Celeb-DF fake's source identity).
     """
 
     video_id: str
@@ -34,6 +37,7 @@ class VideoRecord:
     split: str
     group: str
     method: str = ""
+    frames: tuple[int, int] | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
 
