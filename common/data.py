@@ -33,6 +33,7 @@ from common import cache as cache_mod
 from common.augment import ClipAugment
 from common.datasets import DatasetIndex, VideoRecord, index_hash
 from common.errors import ConfigError, DatasetError
+from common.selfblend import SelfBlend
 from common.video import VideoReader
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,22 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------- frame sources
 class FrameSource:
-    """Where a dataset's frames come from. ``length`` and ``read`` take a record."""
+    """Where a dataset's frames come from: ``numbers`` and ``read`` take a record."""
+
+    def numbers(self, record: VideoRecord) -> np.ndarray:
+        """Source frame numbers of the available frames (position i -> frame number), int64 ``[N]``."""
+        raise NotImplementedError
 
     def length(self, record: VideoRecord) -> int:
         """Number of frames available for the record."""
-        raise NotImplementedError
+        return len(self.numbers(record))
 
-    def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Frames at ``positions`` (0-based among the available ones).
 
         Returns:
-            ``(uint8 [T, H, W, 3] RGB, int64 [T] source frame numbers)``.
+            ``(uint8 [T, H, W, 3] RGB, int64 [T] source frame numbers, float32 [T, 5, 2] face landmarks in
+            the returned frames' pixel coordinates, or None when unknown)``.
         """
         raise NotImplementedError
 
@@ -78,13 +84,18 @@ class CacheSource(FrameSource):
             return np.arange(len(idx))
         return np.flatnonzero((idx >= record.frames[0]) & (idx < record.frames[1]))
 
-    def length(self, record: VideoRecord) -> int:
-        return len(self._rows(record))
+    def numbers(self, record: VideoRecord) -> np.ndarray:
+        return self._entry(record).frame_indices[self._rows(record)]
 
-    def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         entry = self._entry(record)
         rows = self._rows(record)[positions]
-        return np.asarray(entry.crops[rows]), entry.frame_indices[rows]
+        track = entry.meta["track"]
+        lm = np.asarray(track["landmarks"], np.float32)[rows]
+        box = np.asarray(track["crop_boxes"], np.float32)[rows]
+        size = entry.crops.shape[1]
+        lm = (lm - box[:, None, :2]) * (size / (box[:, 2] - box[:, 0]))[:, None, None]
+        return np.asarray(entry.crops[rows]), entry.frame_indices[rows], lm
 
     def __getstate__(self) -> dict[str, Any]:  # memmaps are reopened in each worker
         return {"cache": self.cache, "_open": {}}
@@ -100,7 +111,7 @@ class DecodeSource(FrameSource):
         self._lengths: dict[str, int] = {}
         self._extractor = None
 
-    def length(self, record: VideoRecord) -> int:
+    def numbers(self, record: VideoRecord) -> np.ndarray:
         n = self._lengths.get(record.video_id)
         if n is None:
             with VideoReader(record.path) as r:
@@ -108,23 +119,24 @@ class DecodeSource(FrameSource):
             if record.frames is not None:
                 n = max(0, min(record.frames[1], n) - record.frames[0])
             self._lengths[record.video_id] = n
-        return n
+        return np.arange(n, dtype=np.int64) + (record.frames[0] if record.frames is not None else 0)
 
-    def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        positions = positions + (record.frames[0] if record.frames is not None else 0)
+    def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        numbers = self.numbers(record)[positions]
         with VideoReader(record.path) as reader:
-            frames = reader.read(positions.tolist())
-        if self.faces_on_the_fly:
-            if self._extractor is None:
-                from common.faces import FaceExtractor
+            frames = reader.read(numbers.tolist())
+        if not self.faces_on_the_fly:
+            return frames, numbers, None
+        if self._extractor is None:
+            from common.faces import FaceExtractor
 
-                self._extractor = FaceExtractor(crop_size=self.crop_size, margin=self.margin, device="cpu")
-            from common.faces import crop_square
+            self._extractor = FaceExtractor(crop_size=self.crop_size, margin=self.margin, device="cpu")
+        from common.faces import crop_square
 
-            dets = self._extractor.detect(frames)
-            track = self._extractor.build_track(positions, dets, (frames.shape[2], frames.shape[1]), record.path)
-            frames = np.stack([crop_square(f, b, self.crop_size) for f, b in zip(frames, track.crop_boxes)])
-        return frames, positions.astype(np.int64)
+        dets = self._extractor.detect(frames)
+        track = self._extractor.build_track(numbers, dets, (frames.shape[2], frames.shape[1]), record.path)
+        crops = np.stack([crop_square(f, b, self.crop_size) for f, b in zip(frames, track.crop_boxes)])
+        return crops, numbers, track.crop_landmarks(self.crop_size)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -158,6 +170,20 @@ def eval_starts(n: int, clip_len: int, stride: int, clips: int) -> list[int]:
     return [int(round(s)) for s in np.linspace(0, last, clips)] if clips > 1 else [last // 2]
 
 
+def contiguous_starts(numbers: np.ndarray, span: int) -> np.ndarray:
+    """Positions where ``span`` consecutive source frames are available (a cache may hold several windows).
+
+    Falls back to every position when no window is long enough (clips are then padded).
+    """
+    n = len(numbers)
+    if n >= span:
+        ok = numbers[span - 1 :] - numbers[: n - span + 1] == span - 1
+        starts = np.flatnonzero(ok)
+        if len(starts):
+            return starts
+    return np.arange(max(n - span + 1, 1))
+
+
 # ---------------------------------------------------------------------- datasets
 class ClipDataset(Dataset):
     """Clips of T frames, one item per (video, clip) pair.
@@ -169,10 +195,13 @@ class ClipDataset(Dataset):
         frame_stride: step between frames of a contiguous clip.
         clip_sampling: ``"contiguous"`` or ``"spread"``.
         train: random starts + augmentation when True; fixed, evenly spaced clips otherwise.
-        clips_per_video: clips per video in evaluation (training draws one per video per epoch).
+        clips_per_video: clips per video in evaluation (training draws one per video per repeat).
         size: output side in pixels (``None`` keeps the source size).
         augment: clip augmentation (training only).
         seed: base seed for the deterministic evaluation sampling.
+        repeats: training: clips drawn per video per epoch.
+        self_blend: turn real clips into self-blended pseudo-fakes (label 1, ``video_id`` suffixed
+            ``#selfblend``): at random with ``fake_prob`` in training, every other clip in evaluation.
     """
 
     def __init__(
@@ -187,6 +216,8 @@ class ClipDataset(Dataset):
         size: int | None = 224,
         augment: ClipAugment | None = None,
         seed: int = 0,
+        repeats: int = 1,
+        self_blend: SelfBlend | None = None,
     ) -> None:
         self.records = list(records)
         self.source = source
@@ -194,16 +225,20 @@ class ClipDataset(Dataset):
         self.frame_stride = frame_stride
         self.clip_sampling = clip_sampling
         self.train = train
-        self.clips = 1 if train or clip_sampling == "spread" else clips_per_video
+        self.clips = repeats if train else (1 if clip_sampling == "spread" and not self_blend else clips_per_video)
         self.size = size
         self.augment = augment
         self.seed = seed
+        self.self_blend = self_blend
 
     def __len__(self) -> int:
         return len(self.records) * self.clips
 
+    def _record(self, index: int) -> VideoRecord:
+        return self.records[index // self.clips]
+
     def labels(self) -> list[int]:
-        """Label of each item (for class-balanced sampling)."""
+        """Label of each item before self-blending (for class-balanced sampling)."""
         return [r.label for r in self.records for _ in range(self.clips)]
 
     def _rng(self, index: int) -> np.random.Generator:
@@ -213,21 +248,32 @@ class ClipDataset(Dataset):
 
     def positions(self, record: VideoRecord, clip: int, rng: np.random.Generator) -> np.ndarray:
         """Frame positions of one clip of ``record``."""
-        n = self.source.length(record)
+        numbers = self.source.numbers(record)
+        n = len(numbers)
         if self.clip_sampling == "spread":
             return spread_positions(n, self.clip_len)
         span = (self.clip_len - 1) * self.frame_stride + 1
+        starts = contiguous_starts(numbers, span)
         if self.train:
-            start = int(rng.integers(0, max(n - span, 0) + 1))
+            start = int(rng.choice(starts))
         else:
-            start = eval_starts(n, self.clip_len, self.frame_stride, self.clips)[clip]
+            start = int(starts[int(round(np.linspace(0, len(starts) - 1, self.clips)[clip]))])
         return clip_positions(n, self.clip_len, self.frame_stride, start)
 
+    def _blend(self, record: VideoRecord, index: int, rng: np.random.Generator) -> bool:
+        if self.self_blend is None or record.label != 0:
+            return False
+        return bool(rng.random() < self.self_blend.fake_prob) if self.train else index % 2 == 1
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index // self.clips]
+        record = self._record(index)
         rng = self._rng(index)
-        frames, frame_index = self.source.read(record, self.positions(record, index % self.clips, rng))
-        return make_item(frames, frame_index, record, self.size, self.augment if self.train else None, rng)
+        frames, frame_index, landmarks = self.source.read(record, self.positions(record, index % self.clips, rng))
+        blend = self.self_blend if self._blend(record, index, rng) else None
+        if blend is not None and landmarks is None:
+            raise DatasetError(record.path, "self-blending needs face landmarks: use a cache or faces_on_the_fly")
+        return make_item(frames, frame_index, record, self.size, self.augment if self.train else None, rng,
+                         landmarks, blend)  # fmt: skip
 
 
 class PairDataset(Dataset):
@@ -279,7 +325,7 @@ class PairDataset(Dataset):
         record = unit[int(rng.integers(len(unit)))]
         n = self.source.length(record)
         positions = np.sort(rng.choice(n, size=2, replace=n < 2)).astype(np.int64)
-        frames, frame_index = self.source.read(record, positions)
+        frames, frame_index, _ = self.source.read(record, positions)
         return make_item(frames, frame_index, record, self.size, self.augment if self.train else None, rng)
 
 
@@ -290,18 +336,25 @@ def make_item(
     size: int | None,
     augment: ClipAugment | None,
     rng: np.random.Generator,
+    landmarks: np.ndarray | None = None,
+    self_blend: SelfBlend | None = None,
 ) -> dict[str, Any]:
-    """One sample of the batch schema from decoded frames."""
+    """One sample of the batch schema from decoded frames (self-blended into a pseudo-fake on request)."""
     video = to_tensor_clip(frames, size)
     index = torch.as_tensor(frame_index, dtype=torch.long)
+    label, video_id = record.label, record.video_id
+    if self_blend is not None and landmarks is not None:
+        scaled = landmarks * (video.shape[-1] / frames.shape[2])
+        video, _ = self_blend(video, scaled, rng)
+        label, video_id = 1, f"{record.video_id}#selfblend"
     if augment is not None:
         video, params = augment(video, rng)
         if params["time_flip"]:
             index = index.flip(0)
     return {
         "video": video,
-        "label": torch.tensor(record.label, dtype=torch.long),
-        "video_id": record.video_id,
+        "label": torch.tensor(label, dtype=torch.long),
+        "video_id": video_id,
         "frame_index": index,
     }
 
@@ -326,10 +379,16 @@ class VideoDataModule(pl.LightningDataModule):
         augment: training augmentation (``None`` = none).
         balanced: draw training samples with class-balanced weights.
         id_sampling: ``pair`` mode: one sample per identity per repeat.
-        repeats: ``pair`` mode: training set repeats per epoch.
+        repeats: training samples per video (``clip``) or per identity (``pair``) per epoch.
         faces_on_the_fly: without a cache, detect and crop faces while loading (slow; CPU).
         margin: crop margin when ``faces_on_the_fly``.
         max_videos: keep at most this many videos per split (quick experiments, tests).
+        self_blend: ``clip`` mode: turn real clips into self-blended pseudo-fakes (needs landmarks:
+            a cache, or ``faces_on_the_fly``); lets a detector train from real videos only.
+        build_cache: before training, extract the face crops of every video into ``cache_dir``
+            (``forgelab preprocess`` with crop size ``size`` and ``margin``; resumable, so finished videos
+            are skipped; runs once per machine under DDP).
+        cache_frames: the frames to cache (``all``, ``even:N``, ``first:N``, ``windows:K:L``).
         seed: seed of the deterministic evaluation sampling.
     """
 
@@ -352,6 +411,9 @@ class VideoDataModule(pl.LightningDataModule):
         faces_on_the_fly: bool = False,
         margin: float = 1.3,
         max_videos: int | None = None,
+        self_blend: SelfBlend | None = None,
+        build_cache: bool = False,
+        cache_frames: str = "all",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -376,6 +438,9 @@ class VideoDataModule(pl.LightningDataModule):
         self.faces_on_the_fly = faces_on_the_fly
         self.margin = margin
         self.max_videos = max_videos
+        self.self_blend = self_blend
+        self.build_cache = build_cache
+        self.cache_frames = cache_frames
         self.seed = seed
         self.records: dict[str, list[VideoRecord]] = {}
         self.dataset_hash = ""
@@ -386,6 +451,17 @@ class VideoDataModule(pl.LightningDataModule):
                 raise DatasetError(self.cache_dir, "cache folder does not exist (run forgelab preprocess)")
             return CacheSource(self.cache_dir)
         return DecodeSource(self.faces_on_the_fly, self.size, self.margin)
+
+    def prepare_data(self) -> None:
+        """Build the face-crop cache when asked (Lightning calls this on one process per machine)."""
+        if not (self.build_cache and self.cache_dir):
+            return
+        from common.preprocess import PreprocessConfig, run_preprocess
+
+        config = PreprocessConfig(frames=self.cache_frames, crop_size=self.size, margin=self.margin)
+        summary = run_preprocess(self.index.records(), self.cache_dir, config)
+        log.warning("face cache %s: %d new, %d already done, %d failed", self.cache_dir, summary["ok"],
+                    summary["skipped"], summary["failed"])  # fmt: skip
 
     def setup(self, stage: str | None = None) -> None:
         """Index the dataset once (deterministic, so every DDP rank gets the same records)."""
@@ -415,7 +491,7 @@ class VideoDataModule(pl.LightningDataModule):
             return PairDataset(recs, self.source, train, self.id_sampling, self.repeats if train else self.eval_clips,
                                self.size, aug, self.seed)  # fmt: skip
         return ClipDataset(recs, self.source, self.clip_len, self.frame_stride, self.clip_sampling, train,
-                           self.eval_clips, self.size, aug, self.seed)  # fmt: skip
+                           self.eval_clips, self.size, aug, self.seed, self.repeats, self.self_blend)  # fmt: skip
 
     def _loader(self, split: str) -> DataLoader:
         ds = self.dataset(split)

@@ -206,7 +206,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="extract face crops of a dataset into a cache folder")
     add_dataset_arguments(p)
     p.add_argument("--out", required=True, type=Path, help="cache folder to create or resume")
-    p.add_argument("--frames", default="even:32", help="all | even:N (N evenly spaced) | first:N (default even:32)")
+    p.add_argument(
+        "--frames",
+        default="even:32",
+        help="all | even:N | first:N | windows:K:L (K runs of L frames); default even:32",
+    )
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits to process")
     p.add_argument("--crop-size", type=int, default=224)
     p.add_argument("--margin", type=float, default=1.3, help="square crop side / detector box side")

@@ -359,7 +359,9 @@ def sample_indices(num_frames: int, spec: str) -> list[int]:
     Args:
         num_frames: frames in the video.
         spec: ``"all"``; ``"even:N"`` (or just ``"N"``) for N frames evenly spaced over the whole video
-            (``linspace(0, num_frames - 1, N)``, the field's usual protocol); ``"first:N"`` for the first N.
+            (``linspace(0, num_frames - 1, N)``, the field's usual protocol); ``"first:N"`` for the first N;
+            ``"windows:K:L"`` for K runs of L consecutive frames spread over the whole video (what
+            temporal models need, without caching every frame).
 
     Returns:
         sorted unique frame numbers.
@@ -367,20 +369,26 @@ def sample_indices(num_frames: int, spec: str) -> list[int]:
     spec = spec.strip().lower()
     if spec == "all":
         return list(range(num_frames))
-    kind, _, count = spec.partition(":") if ":" in spec else ("even", "", spec)
+    usage = f"frame spec {spec!r}: expected all, even:N, first:N, windows:K:L or N"
+    parts = spec.split(":") if ":" in spec else ["even", spec]
     try:
-        n = int(count)
+        numbers = [int(x) for x in parts[1:]]
     except ValueError:
-        raise ConfigError(f"frame spec {spec!r}: expected all, even:N, first:N or N") from None
-    if n <= 0:
-        raise ConfigError(f"frame spec {spec!r}: N must be positive")
-    if kind == "first":
-        return list(range(min(n, num_frames)))
-    if kind != "even":
-        raise ConfigError(f"frame spec {spec!r}: expected all, even:N, first:N or N")
-    if n >= num_frames:
-        return list(range(num_frames))
-    return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, n)})
+        raise ConfigError(usage) from None
+    if not numbers or any(x <= 0 for x in numbers):
+        raise ConfigError(f"{usage} (counts must be positive)")
+    kind = parts[0]
+    if kind == "first" and len(numbers) == 1:
+        return list(range(min(numbers[0], num_frames)))
+    if kind == "even" and len(numbers) == 1:
+        if numbers[0] >= num_frames:
+            return list(range(num_frames))
+        return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, numbers[0])})
+    if kind == "windows" and len(numbers) == 2:
+        k, length = numbers
+        starts = np.linspace(0, max(num_frames - length, 0), k).round().astype(int)
+        return sorted({i for s in starts for i in range(s, min(s + length, num_frames))})
+    raise ConfigError(usage)
 
 
 # ---------------------------------------------------------------------- writing

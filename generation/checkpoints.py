@@ -12,35 +12,17 @@ Files are read with ``torch.load(weights_only=True)``; every problem is a :class
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from common.checkpoints import read_checkpoint
 from common.errors import CheckpointError
 from generation.models import ReconstructionModule, SegmentationModule
 
 FOMM_TO_NATIVE = {"kp.": "shift.", "jacobian.": "affine.", "semantic_seg.": "segmentation."}
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one clear error for missing/corrupt/HTML files."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(p, "file does not exist")
-    head = p.read_bytes()[:64].lstrip().lower()
-    if head.startswith((b"<!doctype", b"<html")):
-        raise CheckpointError(p, "this is an HTML page, not a checkpoint (a failed download?)")
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(p, f"not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(p, f"expected a dict, found {type(data).__name__}")
-    return data
 
 
 def build_modules(model_params: Mapping[str, Any]) -> tuple[SegmentationModule, ReconstructionModule]:

@@ -8,8 +8,9 @@ import imageio.v3 as iio
 import pytest
 import torch
 
+from common.checkpoints import read_checkpoint
 from common.errors import CheckpointError
-from generation.checkpoints import build_modules, export_native, load_published, read_checkpoint
+from generation.checkpoints import build_modules, export_native, load_published
 from generation.models.blocks import make_coordinate_grid
 from generation.models.reconstruction import dense_flow, warp
 from generation.system import CosegmentationSystem
@@ -147,8 +148,8 @@ def test_lightning_checkpoint_exports_and_reloads(tmp_path: Path) -> None:
 
 
 def test_checkpoint_errors(fx: dict, tmp_path: Path) -> None:
-    seg5 = build_modules({**fx["config"]["model_params"],
-                          "common_params": {**fx["config"]["model_params"]["common_params"], "num_segments": 5}})  # fmt: skip
+    params = fx["config"]["model_params"]
+    seg5 = build_modules({**params, "common_params": {**params["common_params"], "num_segments": 5}})
     native = tmp_path / "native.pth"
     torch.save({"segmentation_module": fx["segmentation_module"], "reconstruction_module": fx["reconstruction_module"]},
                native)  # fmt: skip

@@ -67,7 +67,9 @@ def test_sample_indices() -> None:
     assert sample_indices(100, "5") == [0, 25, 50, 74, 99]
     assert sample_indices(100, "first:3") == [0, 1, 2]
     assert sample_indices(4, "even:32") == [0, 1, 2, 3]
-    for bad in ("even:x", "middle:3", "0"):
+    assert sample_indices(100, "windows:3:4") == [0, 1, 2, 3, 48, 49, 50, 51, 96, 97, 98, 99]
+    assert sample_indices(5, "windows:2:10") == [0, 1, 2, 3, 4]
+    for bad in ("even:x", "middle:3", "0", "windows:3", "first:-1"):
         with pytest.raises(ConfigError):
             sample_indices(10, bad)
 

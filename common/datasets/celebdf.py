@@ -89,7 +89,7 @@ class CelebDFIndex(DatasetIndex):
                 split = sides.pop() if len(sides) == 1 else "unassigned"
             extra = {"source_identity": ids[1]} if len(ids) > 1 else {}
             method = "Celeb-synthesis" if label else ""
-            recs.append(VideoRecord(rel[:-4], str(path), label, split, ids[0], method, extra))
+            recs.append(VideoRecord(rel[:-4], str(path), label, split, ids[0], method, extra=extra))
         _check_identities(recs, self.root)
         return check_splits(recs, self.root, disjoint=("train", "val"))
 

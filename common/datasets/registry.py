@@ -9,6 +9,7 @@ from common.datasets.celebdf import CelebDFIndex
 from common.datasets.ffpp import FaceForensicsIndex
 from common.datasets.generic import CsvIndex, FolderIndex
 from common.datasets.records import DatasetIndex
+from common.datasets.single import SingleVideoIndex
 from common.datasets.vox import VoxIndex
 
 BUILDERS: dict[str, Callable[[argparse.Namespace], DatasetIndex]] = {
@@ -23,13 +24,14 @@ BUILDERS: dict[str, Callable[[argparse.Namespace], DatasetIndex]] = {
         seed=a.seed,
     ),  # fmt: skip
     "vox": lambda a: VoxIndex(a.root, seed=a.seed),
+    "single": lambda a: SingleVideoIndex(a.root),
 }
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--dataset``, ``--root`` and the layout-specific options to a sub-command."""
     parser.add_argument("--dataset", choices=sorted(BUILDERS), default="folder", help="dataset layout")
-    parser.add_argument("--root", required=True, help="dataset root (for csv: the manifest file)")
+    parser.add_argument("--root", required=True, help="dataset root (csv: the manifest; single: one video)")
     parser.add_argument("--seed", type=int, default=0, help="split seed")
     parser.add_argument("--compression", default="c23", help="FaceForensics++: raw|c0|c23|c40")
     parser.add_argument("--methods", default="", help="FaceForensics++: comma-separated methods")

@@ -1,0 +1,31 @@
+"""Reading checkpoint files safely: ``weights_only=True`` and one clear error for every bad file."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.errors import CheckpointError
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` to CPU; missing, HTML, truncated or non-dict files raise
+    :class:`CheckpointError` naming the file (never an ``UnpicklingError``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(p, "file does not exist")
+    with p.open("rb") as fh:
+        head = fh.read(64).lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html")):
+        raise CheckpointError(p, "this is an HTML page, not a checkpoint (a failed download?)")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(p, f"not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(p, f"expected a dict, found {type(data).__name__}")
+    return data

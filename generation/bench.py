@@ -1,0 +1,118 @@
+"""``forgelab bench-segmenter``: co-segmentation training and inference speed.
+
+Training: the same model and batches run through (a) a plain fp32 PyTorch loop (forward, losses,
+backward, Adam step) and (b) the Lightning system under ``Trainer.fit``, in the same process; the
+ratio shows what the framework costs. Inference: segmentation frames/s at 256 px (published size, K 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generation.system import CosegmentationSystem
+
+REDUCED = {"num_segments": 10, "vgg": "random"}  # published widths; the resolution/batch set the cost
+
+
+def _batches(n: int, batch: int, size: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    return [{"video": torch.rand(batch, 2, 3, size, size, generator=g), "label": torch.zeros(batch, dtype=torch.long),
+             "video_id": ["x"] * batch, "frame_index": torch.zeros(batch, 2, dtype=torch.long)}
+            for _ in range(n)]  # fmt: skip
+
+
+def plain_loop(system: CosegmentationSystem, batches: list[dict[str, torch.Tensor]], device: torch.device) -> float:
+    """Iterations/s of a hand-written fp32 loop (first iteration excluded as warm-up)."""
+    system.to(device).train()
+    opt = system.configure_optimizers()
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        video = batch["video"].to(device)
+        terms, _ = system.losses(video[:, 0], video[:, 1])
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1 / (sum(times[1:]) / len(times[1:]))
+
+
+def lightning_loop(system: CosegmentationSystem, batches: list[dict[str, torch.Tensor]], precision: str) -> float:
+    """Iterations/s of ``Trainer.fit`` on the same batches (first iteration excluded)."""
+    import lightning.pytorch as pl
+
+    stamps: list[float] = []
+
+    class Clock(pl.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+
+    trainer = pl.Trainer(max_steps=len(batches), logger=False, enable_checkpointing=False, precision=precision,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Clock()],
+                         accelerator="auto", devices=1)  # fmt: skip
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    trainer.fit(system, train_dataloaders=loader)
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+@torch.no_grad()
+def segmentation_fps(device: torch.device, size: int = 256, batch: int = 8, iters: int = 5) -> float:
+    """Frames/s of the published-size segmentation module (K 10) in eval mode."""
+    seg = CosegmentationSystem(num_segments=10, vgg="random").segmentation_module.to(device).eval()
+    x = torch.rand(batch, 3, size, size, device=device)
+    seg(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(iters):
+        seg(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * iters / (time.perf_counter() - start)
+
+
+def run(size: int, batch: int, iters: int) -> dict[str, Any]:
+    """The benchmark at one configuration; returns the figures."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batches = _batches(iters, batch, size)
+    torch.manual_seed(0)
+    plain = plain_loop(CosegmentationSystem(**REDUCED), batches, device)
+    torch.manual_seed(0)
+    lightning = lightning_loop(CosegmentationSystem(**REDUCED), batches, "32-true")
+    return {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "config": {"size": size, "batch": batch, "num_segments": 10, "iterations": iters},
+        "plain_fp32_it_per_s": round(plain, 4),
+        "lightning_fp32_it_per_s": round(lightning, 4),
+        "lightning_vs_plain": round(lightning / plain, 3),
+        "segmentation_fps_256": round(segmentation_fps(device), 2),
+    }
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``forgelab bench-segmenter``."""
+    p = sub.add_parser("bench-segmenter", help="co-segmentation training it/s (Lightning vs plain loop), fps")
+    p.add_argument("--size", type=int, default=None, help="default: 256 on GPU, 128 on CPU")
+    p.add_argument("--batch", type=int, default=None, help="default: 20 on GPU, 4 on CPU")
+    p.add_argument("--iters", type=int, default=6)
+    p.add_argument("--out", type=Path, default=Path("outputs/bench_segmenter.json"))
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    gpu = torch.cuda.is_available()
+    res = run(args.size or (256 if gpu else 128), args.batch or (20 if gpu else 4), args.iters)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+    return 0

@@ -1,0 +1,309 @@
+"""Face part swapping on ordinary videos: ``forgelab swap`` and ``forgelab segments``.
+
+The target face is detected and tracked in every frame, cropped square with a margin like the model's
+training crops, swapped at the model's resolution in feature space (:func:`swap_parts`), and pasted
+back into the full frame through the blend mask, upsampled and feathered: pixels where that mask is 0
+keep their exact original values. Output keeps the target's size, fps and audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+
+from common.checkpoints import read_checkpoint
+from common.errors import CheckpointError, ConfigError, NoFaceError, VideoReadError
+from common.faces import FaceExtractor, crop_square, resolve_device
+from common.selfblend import gaussian_blur
+from common.video import VideoReader, write_video
+from generation.checkpoints import build_modules, load_state, split_formats
+from generation.models import ReconstructionModule, SegmentationModule
+from generation.part_swap import blend_mask, swap_parts
+from generation.system import colourise, segment_colours
+
+# Segment names of the published vox checkpoints, from the authors' demo notebook.
+PUBLISHED_PART_NAMES = {10: {2: "lips", 7: "eyes", 9: "eyes"}, 5: {1: "beard", 3: "hair", 4: "hair", 5: "hair"}}
+
+
+@dataclass
+class Segmenter:
+    """A loaded co-segmentation model ready for inference."""
+
+    segmentation: SegmentationModule
+    reconstruction: ReconstructionModule
+    size: int
+    kind: str
+    path: str
+    part_names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def num_segments(self) -> int:
+        return self.segmentation.num_segments
+
+    def parse_parts(self, text: str) -> list[int]:
+        """``"2"``, ``"7,9"`` or names (``"lips,eyes"``) -> segment indices, with a clear error otherwise."""
+        k = self.num_segments
+        names = {v: [i for i, n in self.part_names.items() if n == v] for v in set(self.part_names.values())}
+        valid = f"valid: 1..{k}" + (f" or {', '.join(sorted(names))}" if names else "")
+        out: list[int] = []
+        for token in (t.strip() for t in text.split(",") if t.strip()):
+            if token.isdigit():
+                i = int(token)
+                if not 1 <= i <= k:
+                    raise ConfigError(f"--parts {token} is outside 1..{k} ({valid}; 0 is the background)")
+                out.append(i)
+            elif token.lower() in names:
+                out.extend(names[token.lower()])
+            else:
+                raise ConfigError(f"--parts {token!r} is not a segment index or known name ({valid})")
+        if not out:
+            raise ConfigError(f"--parts is empty ({valid})")
+        return sorted(set(out))
+
+
+def infer_model_params(seg: dict[str, torch.Tensor], rec: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The original YAML ``model_params`` recovered from state-dict shapes (any width/depth/K)."""
+    n_seg_blocks = len({k.split(".")[3] for k in seg if k.startswith("predictor.encoder.down_blocks.")})
+    seg_widths = [seg[f"predictor.encoder.down_blocks.{i}.conv.weight"].shape[0] for i in range(n_seg_blocks)]
+    n_down = len({k.split(".")[1] for k in rec if k.startswith("down_blocks.")})
+    n_bottleneck = len({k.split(".")[1] for k in rec if k.startswith("bottleneck.")})
+    rec_widths = [rec[f"down_blocks.{i}.conv.weight"].shape[0] for i in range(n_down)]
+    down = seg.get("down.weight")
+    scale = 1.0 if down is None else 1.0 / (2 * ((down.shape[-1] - 1) // 2 / 4) + 1)
+    return {
+        "common_params": {"num_segments": int(seg["shift.weight"].shape[0]), "num_channels": 3,
+                          "estimate_affine_part": "affine.weight" in seg},
+        "segmentation_module_params": {"block_expansion": seg_widths[0] // 2, "max_features": max(seg_widths),
+                                       "num_blocks": n_seg_blocks, "temperature": 0.1, "scale_factor": scale},
+        "reconstruction_module_params": {"block_expansion": int(rec["first.conv.weight"].shape[0]),
+                                         "max_features": max(rec_widths), "num_down_blocks": n_down,
+                                         "num_bottleneck_blocks": n_bottleneck, "estimate_visibility": True},
+    }  # fmt: skip
+
+
+def load_segmenter(path: str | Path, num_segments: int | None = None, size: int | None = None,
+                   device: str = "auto") -> Segmenter:  # fmt: skip
+    """Load our Lightning checkpoint, a native or a first-order-model file; ``num_segments`` asserts K."""
+    data = read_checkpoint(path)
+    seg_state, rec_state, fmt = split_formats(data, str(path))
+    if "shift.weight" not in seg_state or "first.conv.weight" not in rec_state:
+        raise CheckpointError(path, "incomplete co-segmentation checkpoint (no shift head or encoder)")
+    params = infer_model_params(seg_state, rec_state)
+    k = params["common_params"]["num_segments"]
+    if num_segments is not None and num_segments != k:
+        raise CheckpointError(path, f"checkpoint has {k} segments, the configuration asks for {num_segments}")
+    if "segmentation.weight" not in seg_state:
+        raise CheckpointError(path, "a keypoint-only first-order-model file has no segmentation: it cannot swap parts")
+    seg, rec = build_modules(params)
+    load_state(seg, rec, seg_state, rec_state, str(path))
+    names = PUBLISHED_PART_NAMES.get(k, {}) if fmt != "lightning" else {}
+    model_size = 256
+    if fmt == "lightning":
+        hp = data.get("hyper_parameters", {})
+        names = {int(i): str(n) for i, n in (hp.get("part_names") or {}).items()}
+        model_size = int(data.get("forgelab_data", {}).get("size", 256))
+    dev = resolve_device(device)
+    return Segmenter(seg.to(dev).eval(), rec.to(dev).eval(), size or model_size, fmt, str(path), names)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An RGB uint8 image, or a :class:`VideoReadError` naming the file."""
+    import imageio.v3 as iio
+
+    p = Path(path)
+    if not p.is_file():
+        raise VideoReadError(p, "image file does not exist")
+    try:
+        img = iio.imread(p)
+    except Exception as exc:  # imageio raises many types for a bad image
+        raise VideoReadError(p, f"not a readable image ({type(exc).__name__})") from None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise VideoReadError(p, f"unexpected image shape {img.shape}")
+    return np.ascontiguousarray(img[..., :3].astype(np.uint8))
+
+
+def face_crop(image: np.ndarray, extractor: FaceExtractor, source: str) -> np.ndarray:
+    """The largest face of a still image, cropped square with the extractor's margin and size."""
+    det = extractor.detect(image[None])
+    track = extractor.build_track(np.zeros(1, np.int64), det, (image.shape[1], image.shape[0]), source)
+    return crop_square(image, track.crop_boxes[0], extractor.crop_size)
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255
+
+
+@torch.no_grad()
+def swap_batch(
+    model: Segmenter,
+    source: torch.Tensor,
+    seg_source: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    parts: Sequence[int],
+    hard: bool,
+    use_source_segmentation: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Swap ``parts`` of ``source [1, 3, S, S]`` into ``targets [B, 3, S, S]``.
+
+    Returns:
+        ``(predictions [B, 3, S, S], blend masks in target coordinates [B, 1, S, S])``.
+    """
+    b = len(targets)
+    src = source.expand(b, -1, -1, -1)
+    seg_s = {k: v.expand(b, *v.shape[1:]) for k, v in seg_source.items()}
+    seg_t = model.segmentation(targets)
+    mask = blend_mask((seg_s if use_source_segmentation else seg_t)["segmentation"], parts, hard)
+    pred = swap_parts(model.reconstruction, src, targets, seg_s, seg_t, mask, use_source_segmentation)
+    if use_source_segmentation:  # the mask as it lands in the target (for the paste-back)
+        from generation.models.reconstruction import dense_flow, warp
+
+        mask = warp(mask, dense_flow(seg_t, seg_s))
+    size = targets.shape[-2:]
+    return pred, F.interpolate(mask, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def paste_back(frame: np.ndarray, region: np.ndarray, crop: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Blend ``crop [S, S, 3]`` into ``frame`` over the square ``region`` with ``alpha [S, S]`` in [0, 1].
+
+    Pixels where the resized alpha is 0 (and everything outside the region) keep their exact values.
+    """
+    out = frame.copy()
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in region)
+    side = x1 - x0
+    big = np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR)).astype(np.float32)
+    a = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR))
+    a = a.astype(np.float32) / 255
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return out
+    cy, cx = slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0)
+    a = a[cy, cx, None]
+    region_px = out[sy0:sy1, sx0:sx1].astype(np.float32)
+    blended = region_px + a * (big[cy, cx] - region_px)
+    out[sy0:sy1, sx0:sx1] = np.where(a > 0, np.round(blended).clip(0, 255), region_px).astype(np.uint8)
+    return out
+
+
+def feather(mask: torch.Tensor, sigma_fraction: float = 0.03) -> torch.Tensor:
+    """Soften mask edges ``[B, 1, S, S]`` (values below 1e-3 become exactly 0)."""
+    return gaussian_blur(mask.float().cpu(), sigma_fraction * mask.shape[-1]).clamp(0, 1)
+
+
+def swap_video(
+    model: Segmenter,
+    source_image: str | Path,
+    target_video: str | Path,
+    out: str | Path,
+    parts: Sequence[int],
+    hard: bool = False,
+    use_source_segmentation: bool = False,
+    side_by_side: bool = False,
+    margin: float = 1.6,
+    source_cropped: bool = False,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The whole pipeline: source face crop, target face track, batched swap, paste-back, write."""
+    from tqdm import tqdm
+
+    dev = next(model.segmentation.parameters()).device
+    extractor = FaceExtractor(crop_size=model.size, margin=margin, device=str(dev))
+    src_crop = ensure_face(load_image(source_image), extractor, str(source_image), source_cropped, model.size)
+    source = to_tensor(src_crop[None], dev)
+    with torch.no_grad():
+        seg_source = model.segmentation(source)
+    with VideoReader(target_video) as reader:
+        info = reader.info
+        track = extractor.extract(reader, crops=False)  # NoFaceError when the whole video has no face
+    if not Path(out).parent.exists():
+        from common.errors import VideoWriteError
+
+        raise VideoWriteError(out, f"folder {Path(out).parent} does not exist")
+    boxes = track.crop_boxes
+
+    def frames() -> Iterator[np.ndarray]:
+        bar = tqdm(total=info.num_frames, desc="swap", unit="frame", disable=not progress)
+        with VideoReader(target_video) as reader:
+            pos = 0
+            for _, chunk in reader.iter_chunks(batch_size):
+                regions = boxes[pos : pos + len(chunk)]
+                crops = np.stack([crop_square(f, r, model.size) for f, r in zip(chunk, regions)])
+                pred, mask = swap_batch(model, source, seg_source, to_tensor(crops, dev), parts, hard,
+                                        use_source_segmentation)  # fmt: skip
+                alpha = feather(mask)[:, 0].numpy()
+                pred_u8 = (pred.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+                for frame, region, p, a in zip(chunk, regions, pred_u8, alpha):
+                    result = paste_back(frame, region, p, a)
+                    yield side_by_side_frame(src_crop, frame, result) if side_by_side else result
+                pos += len(chunk)
+                bar.update(len(chunk))
+        bar.close()
+
+    path = write_video(out, frames(), info.fps, audio_from=target_video)
+    return {"output": str(path), "frames": info.num_frames, "fps": info.fps, "size": [info.width, info.height],
+            "parts": list(parts), "frames_without_face": int((~track.detected).sum()), "checkpoint": model.path,
+            "checkpoint_kind": model.kind}  # fmt: skip
+
+
+def side_by_side_frame(source_crop: np.ndarray, target: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """source | target | result, the source crop scaled to the frame height."""
+    h = target.shape[0]
+    src = np.asarray(Image.fromarray(source_crop).resize((h, h), Image.BILINEAR))
+    return np.concatenate([src, target, result], axis=1)
+
+
+@torch.no_grad()
+def segment_sheet(model: Segmenter, image: np.ndarray, scale: int = 2) -> Image.Image:
+    """Each segment in its colour over the face, labelled with its index (and name when known), plus a legend."""
+    x = to_tensor(image[None], next(model.segmentation.parameters()).device)
+    seg = model.segmentation(x)["segmentation"]
+    size = image.shape[0]
+    hard = seg.argmax(1, keepdim=True).float()
+    up = F.interpolate(hard, size=(size, size), mode="nearest")[0, 0].cpu().numpy().astype(int)
+    colours = colourise(seg, (size, size), hard=True)[0].permute(1, 2, 0).cpu().numpy()
+    overlay = (0.45 * image / 255 + 0.55 * colours).clip(0, 1)
+    big = Image.fromarray((overlay * 255).astype(np.uint8)).resize((size * scale, size * scale), Image.NEAREST)
+    legend_h = 18 * (model.num_segments + 1) + 8
+    sheet = Image.new("RGB", (size * scale * 2 + 170, max(size * scale, legend_h)), (25, 25, 25))
+    sheet.paste(Image.fromarray(image).resize((size * scale, size * scale), Image.BILINEAR), (0, 0))
+    sheet.paste(big, (size * scale, 0))
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:
+        font = ImageFont.load_default()
+    palette = (segment_colours(model.num_segments).numpy() * 255).astype(int)
+    for k in range(1, model.num_segments + 1):
+        ys, xs = np.nonzero(up == k)
+        if len(xs):
+            cx, cy = size * scale + xs.mean() * scale, ys.mean() * scale
+            draw.text((cx - 4, cy - 7), str(k), fill=(255, 255, 255), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    for k in range(model.num_segments + 1):
+        y = 6 + 18 * k
+        x = size * scale * 2 + 10
+        draw.rectangle([x, y, x + 14, y + 14], fill=tuple(int(c) for c in palette[k]))
+        name = "background" if k == 0 else model.part_names.get(k, "")
+        area = float((up == k).mean()) * 100
+        draw.text((x + 20, y), f"{k} {name} ({area:.0f} %)".replace("  ", " "), fill=(230, 230, 230), font=font)
+    return sheet
+
+
+def ensure_face(image: np.ndarray, extractor: FaceExtractor, source: str, cropped: bool, size: int) -> np.ndarray:
+    """The face crop of an image (or the whole image resized when it is already a crop)."""
+    if cropped:
+        return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    try:
+        return face_crop(image, extractor, source)
+    except NoFaceError:
+        raise NoFaceError(source, "pass --source-cropped if the image is already a face crop") from None
