@@ -29,7 +29,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## demo: on the bundled sample video -> outputs/: face track, a briefly trained detector (real vs
-## self-blended pseudo-fakes), its evaluation on held-out frames, and an annotated verdict video
+## self-blended pseudo-fakes), its evaluation on held-out frames, an annotated verdict video, and a
+## part of skimage's astronaut swapped into the video (published checkpoint if in pretrained/, else the
+## sample segmenter trained here)
 demo: $(STAMP)
 	$(FORGELAB) faces assets/carphone_pristine.mp4 --out outputs
 	$(FORGELAB) fit --config experiments/detector_sample.yaml --trainer.max_epochs 24 --trainer.enable_progress_bar false
@@ -38,15 +40,18 @@ demo: $(STAMP)
 	$(FORGELAB) detect assets/carphone_pristine.mp4 --out outputs/carphone_pristine_detect.mp4 --json \
 		> outputs/.detect.json.partial && mv outputs/.detect.json.partial outputs/carphone_pristine_detect.json
 	@cat outputs/carphone_pristine_detect.json
+	$(FORGELAB) fit --config experiments/segmenter_sample.yaml --trainer.enable_progress_bar false
+	$(FORGELAB) swap-demo --out outputs
 
 ## test: the whole test suite on CPU
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## bench: preprocessing (batched vs naive) and co-segmentation training (Lightning vs plain loop)
+## bench: preprocessing (batched vs naive), detect (vs the published way), co-segmentation (Lightning vs plain loop)
 bench: $(STAMP)
 	$(FORGELAB) bench preprocess --out outputs/bench_preprocess.json
 	$(FORGELAB) bench-segmenter --out outputs/bench_segmenter.json
+	$(FORGELAB) bench-detector --out outputs/bench_detector.json
 
 ## train-detector: ResNeXt-LSTM detector (GPU when present, DDP over several)
 train-detector: $(STAMP)

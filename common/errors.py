@@ -17,12 +17,12 @@ class ForgelabError(Exception):
 
 
 class VideoReadError(ForgelabError):
-    """A video file (or frame folder) is missing, empty, truncated or not a video."""
+    """A video file (or frame folder, or image) is missing, empty, truncated or not readable."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    def __init__(self, path: str | Path, reason: str, what: str = "video") -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"cannot read video {self.path}: {reason}")
+        super().__init__(f"cannot read {what} {self.path}: {reason}")
 
 
 class VideoWriteError(ForgelabError):

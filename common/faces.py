@@ -24,6 +24,14 @@ from common.errors import NoFaceError
 from common.video import VideoReader
 
 
+def _run_positions(indices: Sequence[int]) -> list[int]:
+    """Position of each frame inside its run of consecutive frame numbers (0 at each run start)."""
+    out: list[int] = []
+    for k, i in enumerate(indices):
+        out.append(out[-1] + 1 if k and i == indices[k - 1] + 1 else 0)
+    return out
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` -> the first CUDA GPU when present, else the CPU; any other string as given."""
     if device == "auto":
@@ -64,6 +72,8 @@ class FaceTrack:
         crop_boxes: int64 ``[N, 4]`` the square region ``(x0, y0, x1, y1)`` cut from each frame.
         frame_size: ``(width, height)`` of the source frames.
         crops: uint8 ``[N, S, S, 3]`` RGB face crops, when requested.
+        interpolated: bool ``[N]`` frames not run through the detector (``detect_every`` > 1) whose box
+            comes from their detected neighbours.
     """
 
     frame_indices: np.ndarray
@@ -75,12 +85,17 @@ class FaceTrack:
     crop_boxes: np.ndarray
     frame_size: tuple[int, int]
     crops: np.ndarray | None = field(default=None, repr=False)
+    interpolated: np.ndarray | None = None
 
     def crop_landmarks(self, size: int) -> np.ndarray:
         """Landmarks in crop pixel coordinates: float32 ``[N, 5, 2]`` for crops of ``size`` pixels."""
         side = (self.crop_boxes[:, 2] - self.crop_boxes[:, 0]).astype(np.float32)
         origin = self.crop_boxes[:, None, :2].astype(np.float32)
         return (self.landmarks - origin) * (size / side)[:, None, None]
+
+    def missing(self) -> np.ndarray:
+        """bool ``[N]``: frames run through the detector that had no face."""
+        return ~self.detected if self.interpolated is None else ~self.detected & ~self.interpolated
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-ready summary (lists of numbers) for the cache metadata."""
@@ -91,7 +106,8 @@ class FaceTrack:
             "landmarks": np.round(self.landmarks, 2).tolist(),
             "scores": np.round(self.scores, 4).tolist(),
             "crop_boxes": self.crop_boxes.tolist(),
-            "frames_without_face": self.frame_indices[~self.detected].tolist(),
+            "frames_without_face": self.frame_indices[self.missing()].tolist(),
+            "frames_interpolated": [] if self.interpolated is None else self.frame_indices[self.interpolated].tolist(),
             "frame_size": list(self.frame_size),
         }
 
@@ -307,8 +323,12 @@ class FaceExtractor:
         detections: Sequence[Detections],
         frame_size: tuple[int, int],
         source: str,
+        skipped: np.ndarray | None = None,
     ) -> FaceTrack:
-        """Turn per-frame detections into a smoothed, filled :class:`FaceTrack` (no crops yet)."""
+        """Turn per-frame detections into a smoothed, filled :class:`FaceTrack` (no crops yet).
+
+        ``skipped`` marks frames that were not run through the detector (their box is interpolated).
+        """
         raw, lms, scores, detected = self.select(detections)
         if not detected.any():
             raise NoFaceError(source, f"none of {len(detections)} frames has a face with score >= {self.min_score}")
@@ -327,6 +347,7 @@ class FaceExtractor:
             detected=detected,
             crop_boxes=square_boxes(boxes, self.margin),
             frame_size=frame_size,
+            interpolated=skipped,
         )
 
     # ------------------------------------------------------------------ whole videos
@@ -338,6 +359,7 @@ class FaceExtractor:
         crops_out: np.ndarray | None = None,
         keep_frames_mb: float = 1024.0,
         progress: Callable[[int], None] | None = None,
+        detect_every: int = 1,
     ) -> FaceTrack:
         """Detect, track and (optionally) crop the face in the chosen frames of a video.
 
@@ -352,6 +374,9 @@ class FaceExtractor:
                 to write the crops into.
             keep_frames_mb: memory allowed for keeping decoded frames between the two passes.
             progress: called with the number of frames just processed.
+            detect_every: run the detector on every k-th frame of each run of consecutive frames (and on
+                its last frame); the others take boxes interpolated by the track (faces move little
+                between neighbouring frames). 1 detects every frame.
 
         Returns:
             the :class:`FaceTrack` (``crops`` filled when requested).
@@ -366,16 +391,27 @@ class FaceExtractor:
         kept: list[np.ndarray] = []
         got_idx: list[np.ndarray] = []
         dets: list[Detections] = []
+        skipped: list[bool] = []
         source = indices if indices is not None else None
+        run_pos = _run_positions(idx) if detect_every > 1 else None
         for chunk_idx, frames in reader.iter_chunks(self.batch_size, source):
-            dets.extend(self.detect(frames))
+            if run_pos is None:
+                dets.extend(self.detect(frames))
+            else:
+                offset = sum(len(c) for c in got_idx)
+                pick = [j for j in range(len(chunk_idx)) if run_pos[offset + j] % detect_every == 0
+                        or offset + j + 1 == len(idx) or idx[offset + j + 1] != idx[offset + j] + 1]  # fmt: skip
+                found = dict(zip(pick, self.detect(frames[pick]) if pick else []))
+                dets.extend(found.get(j, Detections.empty()) for j in range(len(chunk_idx)))
+                skipped.extend(j not in found for j in range(len(chunk_idx)))
             got_idx.append(chunk_idx)
             if keep:
                 kept.append(frames)
             if progress is not None:
                 progress(len(chunk_idx))
         frame_indices = np.concatenate(got_idx) if got_idx else np.zeros((0,), np.int64)
-        track = self.build_track(frame_indices, dets, (info.width, info.height), str(reader.path))
+        track = self.build_track(frame_indices, dets, (info.width, info.height), str(reader.path),
+                                 np.asarray(skipped, bool) if run_pos is not None else None)  # fmt: skip
         if crops:
             n = len(frame_indices)
             out = crops_out if crops_out is not None else np.empty((n, self.crop_size, self.crop_size, 3), np.uint8)

@@ -443,7 +443,7 @@ def write_video(
             raise VideoWriteError(out, "no frames to write")
         final = tmp
         if audio_from is not None and _has_audio(Path(audio_from)):
-            _mux_audio(tmp, Path(audio_from), muxed)
+            _mux_audio(tmp, Path(audio_from), muxed, count / float(fps))
             final = muxed
         os.replace(final, out)
     except VideoWriteError:
@@ -489,11 +489,12 @@ def _encode(tmp: Path, frames: Iterable[np.ndarray], fps: float, crf: int) -> in
     return count
 
 
-def _mux_audio(video: Path, audio_src: Path, out: Path) -> None:
+def _mux_audio(video: Path, audio_src: Path, out: Path, duration: float) -> None:
+    """Copy the video stream and add the source's audio, cut to the video's duration (every frame is kept)."""
     cmd = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
         "-i", str(video), "-i", str(audio_src),
-        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-shortest",
+        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-t", f"{duration:.6f}",
         "-movflags", "+faststart", str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -65,6 +65,7 @@ def load_detector(path: str | Path | None, device: str = "auto") -> Detector:
     dev = resolve_device(device)
     if is_legacy_file(path):
         adapter = load_legacy(path)
+        adapter.model.model.to(memory_format=torch.channels_last)  # same numbers, faster convolutions
         return Detector(adapter.to(dev).eval(), adapter.frames, adapter.size, "legacy", str(path), dev)
     data = read_checkpoint(path)
     if "state_dict" not in data or not any(k.startswith("model.") for k in data["state_dict"]):
@@ -79,6 +80,7 @@ def load_detector(path: str | Path | None, device: str = "auto") -> Detector:
         system.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(path, f"weights do not fit the architecture ({str(exc).splitlines()[0]})") from None
+    system.model.trunk.to(memory_format=torch.channels_last)  # inference: faster on CPU and GPU alike
     settings = data.get("forgelab_data", {})
     return Detector(system.model.to(dev).eval(), int(settings.get("clip_len", 20)), int(settings.get("size", 112)),
                     "forgelab", str(path), dev)  # fmt: skip
@@ -92,9 +94,18 @@ def clip_plan(num_frames: int, clip_len: int, clips: int) -> list[list[int]]:
 
 
 def analyse(
-    video: str | Path, detector: Detector, extractor: FaceExtractor, clips: int = 4, frames: int | None = None
+    video: str | Path,
+    detector: Detector,
+    extractor: FaceExtractor,
+    clips: int = 4,
+    frames: int | None = None,
+    detect_every: int = 2,
 ) -> tuple[dict[str, Any], FaceTrack]:
-    """Score one video; returns the JSON-ready result and the face track of the scored frames."""
+    """Score one video; returns the JSON-ready result and the face track of the scored frames.
+
+    Inside each clip of consecutive frames the face detector runs on every ``detect_every``-th frame
+    (and the last); the track interpolates the others.
+    """
     clip_len = frames or detector.clip_len
     if clip_len <= 0 or clips <= 0:
         raise ConfigError("--frames and --clips must be positive")
@@ -102,7 +113,7 @@ def analyse(
         info = reader.info
         plan = clip_plan(info.num_frames, clip_len, clips)
         wanted = sorted({i for c in plan for i in c})
-        track = extractor.extract(reader, wanted)
+        track = extractor.extract(reader, wanted, detect_every=detect_every)
     pos = {int(f): i for i, f in enumerate(track.frame_indices)}
     crops = torch.from_numpy(np.ascontiguousarray(track.crops)).permute(0, 3, 1, 2).float() / 255
     batch = torch.stack([crops[[pos[i] for i in c]] for c in plan])
@@ -117,8 +128,9 @@ def analyse(
         "clips": [{"start": c[0], "end": c[-1], "p_fake": round(float(s), 4)} for c, s in zip(plan, scores)],
         "frames_per_clip": len(plan[0]),
         "frames_used": len(wanted),
-        "faces_found": int(track.detected.sum()),
-        "frames_without_face": track.frame_indices[~track.detected].tolist(),
+        "faces_found": int((~track.missing()).sum()),
+        "frames_without_face": track.frame_indices[track.missing()].tolist(),
+        "frames_interpolated": int(track.interpolated.sum()) if track.interpolated is not None else 0,
         "video_info": {"fps": round(info.fps, 3), "frames": info.num_frames, "size": [info.width, info.height]},
         "detector": {"kind": detector.kind, "checkpoint": detector.path, "input_size": detector.size},
     }

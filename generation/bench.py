@@ -81,6 +81,32 @@ def segmentation_fps(device: torch.device, size: int = 256, batch: int = 8, iter
     return batch * iters / (time.perf_counter() - start)
 
 
+def swap_benchmark(size: int = 256) -> dict[str, Any]:
+    """``forgelab swap`` on the bundled sample with a published-size model (K 10, random weights): frames/s
+    of the model and what face tracking, cropping and paste-back cost next to it."""
+    import tempfile
+
+    from skimage.data import astronaut
+
+    from generation.checkpoints import export_native
+    from generation.swap import load_segmenter, swap_video
+
+    sample = Path(__file__).resolve().parent.parent / "assets" / "carphone_pristine.mp4"
+    torch.manual_seed(0)
+    system = CosegmentationSystem(**REDUCED)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = export_native(system.segmentation_module, system.reconstruction_module, Path(tmp) / "vox10.pth.tar")
+        source = Path(tmp) / "astronaut.png"
+        from PIL import Image
+
+        Image.fromarray(astronaut()).save(source)
+        model = load_segmenter(ckpt, size=size)
+        res = swap_video(model, source, sample, Path(tmp) / "out.mp4", [2], progress=False)
+    t = res["timing"]
+    return {"size": size, "frames": res["frames"], **t,
+            "pipeline_vs_model_time": round((t["track_s"] + t["crop_s"] + t["paste_s"]) / t["model_s"], 3)}  # fmt: skip
+
+
 def run(size: int, batch: int, iters: int) -> dict[str, Any]:
     """The benchmark at one configuration; returns the figures."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -96,6 +122,7 @@ def run(size: int, batch: int, iters: int) -> dict[str, Any]:
         "lightning_fp32_it_per_s": round(lightning, 4),
         "lightning_vs_plain": round(lightning / plain, 3),
         "segmentation_fps_256": round(segmentation_fps(device), 2),
+        "swap_256": swap_benchmark(256),
     }
 
 

@@ -46,7 +46,9 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--side-by-side", action="store_true", help="write source | target | result")
     p.add_argument("--num-segments", type=int, default=None, help="refuse a checkpoint with another K")
     p.add_argument("--size", type=int, default=None, help="model resolution (default: the checkpoint's, or 256)")
-    p.add_argument("--margin", type=float, default=1.6, help="face crop side / detector box side")
+    p.add_argument(
+        "--margin", type=float, default=None, help="crop side / face box side (default: the model's, or 1.6)"
+    )
     p.add_argument("--source-cropped", action="store_true", help="the source image is already a face crop")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
@@ -74,7 +76,9 @@ def add_segments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--size", type=int, default=None)
-    p.add_argument("--margin", type=float, default=1.6)
+    p.add_argument(
+        "--margin", type=float, default=None, help="crop side / face box side (default: the model's, or 1.6)"
+    )
     p.add_argument("--source-cropped", action="store_true", help="the image is already a face crop")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=segments_main)
@@ -88,7 +92,7 @@ def segments_main(args: argparse.Namespace) -> int:
     from generation.swap import ensure_face, load_image, load_segmenter, segment_sheet
 
     model = load_segmenter(args.checkpoint, None, args.size, args.device)
-    extractor = FaceExtractor(crop_size=model.size, margin=args.margin, device=args.device)
+    extractor = FaceExtractor(crop_size=model.size, margin=args.margin or model.margin or 1.6, device=args.device)
     face = ensure_face(load_image(args.image), extractor, str(args.image), args.source_cropped, model.size)
     if not args.out.parent.is_dir():
         raise VideoWriteError(args.out, f"folder {args.out.parent} does not exist")
@@ -96,4 +100,53 @@ def segments_main(args: argparse.Namespace) -> int:
     segment_sheet(model, face).save(tmp)
     os.replace(tmp, args.out)
     print(f"segments: wrote {args.out} ({model.num_segments} segments; model {model.kind})")
+    return 0
+
+
+def add_swap_demo(sub: argparse._SubParsersAction) -> None:
+    """Register ``forgelab swap-demo``."""
+    p = sub.add_parser("swap-demo", help="swap a part of skimage's astronaut into the bundled sample video")
+    p.add_argument("--out", type=Path, default=Path("outputs"))
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: pretrained/ vox checkpoint, else sample")
+    p.set_defaults(func=swap_demo_main)
+
+
+def swap_demo_main(args: argparse.Namespace) -> int:
+    import json
+
+    from PIL import Image
+    from skimage.data import astronaut
+
+    import pretrained
+    from common.errors import CheckpointError
+    from generation.swap import load_segmenter, swap_video
+
+    root = Path(__file__).resolve().parent.parent
+    ckpt, parts, which = args.checkpoint, None, "given checkpoint"
+    if ckpt is None:
+        for name, p in (("coseg_vox10", "lips"), ("coseg_vox5", "hair")):
+            found = pretrained.available(name)
+            if found is not None:
+                ckpt, parts, which = found, p, f"published {found.name}"
+                break
+    if ckpt is None:
+        runs = sorted((Path("outputs/runs/segmenter_sample")).glob("version_*/checkpoints/*.ckpt"),
+                      key=lambda q: q.stat().st_mtime)  # fmt: skip
+        if not runs:
+            raise CheckpointError("pretrained/vox-10segments.pth.tar", "not found, and no sample segmenter run: "
+                                  "run `make train-segmenter` first")  # fmt: skip
+        ckpt, which = runs[-1], "the sample segmenter trained here (64 px, one video): expect a weak swap"
+    model = load_segmenter(ckpt, device="auto")
+    chosen = model.parse_parts(parts) if parts else [min(2, model.num_segments)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    source = args.out / "astronaut.png"
+    Image.fromarray(astronaut()).save(source)
+    segments_args = argparse.Namespace(checkpoint=ckpt, image=source, out=args.out / "astronaut_segments.png",
+                                       size=None, margin=None, source_cropped=False, device="auto")  # fmt: skip
+    segments_main(segments_args)
+    res = swap_video(model, source, root / "assets" / "carphone_pristine.mp4", args.out / "carphone_swap.mp4",
+                     chosen, side_by_side=True)  # fmt: skip
+    (args.out / "carphone_swap.json").write_text(json.dumps({**res, "model": which}, indent=2))
+    print(f"swap-demo: model: {which}; parts {chosen}; wrote {res['output']} (source | target | result), "
+          f"{args.out / 'astronaut_segments.png'} and carphone_swap.json")  # fmt: skip
     return 0

@@ -35,6 +35,7 @@ def swap_parts(
     seg_target: dict[str, torch.Tensor],
     mask: torch.Tensor,
     use_source_segmentation: bool = False,
+    source_features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Transplant the masked parts of ``source`` into ``target``.
 
@@ -50,12 +51,14 @@ def swap_parts(
         seg_target: segmentation output for ``target``.
         mask: ``[B, 1, h, w]`` blend mask (see :func:`blend_mask`).
         use_source_segmentation: the mask is in source coordinates.
+        source_features: ``enc(source)`` when already computed (a video swap encodes its source once).
 
     Returns:
         prediction ``[B, 3, H, W]`` in (0, 1).
     """
     rec = reconstruction_module
-    warped, flow, _ = rec.warp_features(rec.encode(source), seg_target, seg_source)
+    features_s = rec.encode(source) if source_features is None else source_features
+    warped, flow, _ = rec.warp_features(features_s, seg_target, seg_source)
     if use_source_segmentation:
         mask = warp(mask, flow)
     if mask.shape[2:] != warped.shape[2:]:

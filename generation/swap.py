@@ -8,6 +8,7 @@ keep their exact original values. Output keeps the target's size, fps and audio.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ class Segmenter:
     kind: str
     path: str
     part_names: dict[int, str] = field(default_factory=dict)
+    margin: float | None = None
 
     @property
     def num_segments(self) -> int:
@@ -104,13 +106,14 @@ def load_segmenter(path: str | Path, num_segments: int | None = None, size: int 
     seg, rec = build_modules(params)
     load_state(seg, rec, seg_state, rec_state, str(path))
     names = PUBLISHED_PART_NAMES.get(k, {}) if fmt != "lightning" else {}
-    model_size = 256
+    model_size, margin = 256, None
     if fmt == "lightning":
         hp = data.get("hyper_parameters", {})
         names = {int(i): str(n) for i, n in (hp.get("part_names") or {}).items()}
-        model_size = int(data.get("forgelab_data", {}).get("size", 256))
+        trained = data.get("forgelab_data", {})
+        model_size, margin = int(trained.get("size", 256)), trained.get("margin")
     dev = resolve_device(device)
-    return Segmenter(seg.to(dev).eval(), rec.to(dev).eval(), size or model_size, fmt, str(path), names)
+    return Segmenter(seg.to(dev).eval(), rec.to(dev).eval(), size or model_size, fmt, str(path), names, margin)
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -119,15 +122,15 @@ def load_image(path: str | Path) -> np.ndarray:
 
     p = Path(path)
     if not p.is_file():
-        raise VideoReadError(p, "image file does not exist")
+        raise VideoReadError(p, "file does not exist", "image")
     try:
         img = iio.imread(p)
     except Exception as exc:  # imageio raises many types for a bad image
-        raise VideoReadError(p, f"not a readable image ({type(exc).__name__})") from None
+        raise VideoReadError(p, f"not a readable image ({type(exc).__name__})", "image") from None
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] < 3:
-        raise VideoReadError(p, f"unexpected image shape {img.shape}")
+        raise VideoReadError(p, f"unexpected image shape {img.shape}", "image")
     return np.ascontiguousarray(img[..., :3].astype(np.uint8))
 
 
@@ -140,7 +143,7 @@ def face_crop(image: np.ndarray, extractor: FaceExtractor, source: str) -> np.nd
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255
+    return torch.from_numpy(np.array(images, dtype=np.uint8)).to(device).permute(0, 3, 1, 2).float() / 255
 
 
 @torch.no_grad()
@@ -152,6 +155,7 @@ def swap_batch(
     parts: Sequence[int],
     hard: bool,
     use_source_segmentation: bool,
+    source_features: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Swap ``parts`` of ``source [1, 3, S, S]`` into ``targets [B, 3, S, S]``.
 
@@ -163,7 +167,8 @@ def swap_batch(
     seg_s = {k: v.expand(b, *v.shape[1:]) for k, v in seg_source.items()}
     seg_t = model.segmentation(targets)
     mask = blend_mask((seg_s if use_source_segmentation else seg_t)["segmentation"], parts, hard)
-    pred = swap_parts(model.reconstruction, src, targets, seg_s, seg_t, mask, use_source_segmentation)
+    feats = None if source_features is None else source_features.expand(b, *source_features.shape[1:])
+    pred = swap_parts(model.reconstruction, src, targets, seg_s, seg_t, mask, use_source_segmentation, feats)
     if use_source_segmentation:  # the mask as it lands in the target (for the paste-back)
         from generation.models.reconstruction import dense_flow, warp
 
@@ -209,7 +214,7 @@ def swap_video(
     hard: bool = False,
     use_source_segmentation: bool = False,
     side_by_side: bool = False,
-    margin: float = 1.6,
+    margin: float | None = None,
     source_cropped: bool = False,
     batch_size: int = 8,
     progress: bool = True,
@@ -218,14 +223,19 @@ def swap_video(
     from tqdm import tqdm
 
     dev = next(model.segmentation.parameters()).device
+    margin = margin or model.margin or 1.6
     extractor = FaceExtractor(crop_size=model.size, margin=margin, device=str(dev))
     src_crop = ensure_face(load_image(source_image), extractor, str(source_image), source_cropped, model.size)
     source = to_tensor(src_crop[None], dev)
     with torch.no_grad():
         seg_source = model.segmentation(source)
+        source_features = model.reconstruction.encode(source)  # once for the whole video
+    timing = {"track_s": 0.0, "crop_s": 0.0, "model_s": 0.0, "paste_s": 0.0}
+    start = time.perf_counter()
     with VideoReader(target_video) as reader:
         info = reader.info
         track = extractor.extract(reader, crops=False)  # NoFaceError when the whole video has no face
+    timing["track_s"] = time.perf_counter() - start
     if not Path(out).parent.exists():
         from common.errors import VideoWriteError
 
@@ -237,23 +247,41 @@ def swap_video(
         with VideoReader(target_video) as reader:
             pos = 0
             for _, chunk in reader.iter_chunks(batch_size):
+                t0 = time.perf_counter()
                 regions = boxes[pos : pos + len(chunk)]
                 crops = np.stack([crop_square(f, r, model.size) for f, r in zip(chunk, regions)])
+                t1 = time.perf_counter()
                 pred, mask = swap_batch(model, source, seg_source, to_tensor(crops, dev), parts, hard,
-                                        use_source_segmentation)  # fmt: skip
+                                        use_source_segmentation, source_features)  # fmt: skip
                 alpha = feather(mask)[:, 0].numpy()
                 pred_u8 = (pred.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-                for frame, region, p, a in zip(chunk, regions, pred_u8, alpha):
-                    result = paste_back(frame, region, p, a)
+                t2 = time.perf_counter()
+                results = [paste_back(f, r, p, a) for f, r, p, a in zip(chunk, regions, pred_u8, alpha)]
+                timing["crop_s"] += t1 - t0
+                timing["model_s"] += t2 - t1
+                timing["paste_s"] += time.perf_counter() - t2
+                for frame, result in zip(chunk, results):
                     yield side_by_side_frame(src_crop, frame, result) if side_by_side else result
                 pos += len(chunk)
                 bar.update(len(chunk))
         bar.close()
 
+    start = time.perf_counter()
     path = write_video(out, frames(), info.fps, audio_from=target_video)
-    return {"output": str(path), "frames": info.num_frames, "fps": info.fps, "size": [info.width, info.height],
-            "parts": list(parts), "frames_without_face": int((~track.detected).sum()), "checkpoint": model.path,
-            "checkpoint_kind": model.kind}  # fmt: skip
+    total = time.perf_counter() - start + timing["track_s"]
+    model_fps = round(info.num_frames / timing["model_s"], 2) if timing["model_s"] else None
+    return {
+        "output": str(path),
+        "frames": info.num_frames,
+        "fps": info.fps,
+        "size": [info.width, info.height],
+        "parts": list(parts),
+        "frames_without_face": int(track.missing().sum()),
+        "checkpoint": model.path,
+        "checkpoint_kind": model.kind,
+        "timing": {**{k: round(v, 3) for k, v in timing.items()}, "total_s": round(total, 3),
+                   "swap_fps": model_fps, "end_to_end_fps": round(info.num_frames / total, 2)},
+    }  # fmt: skip
 
 
 def side_by_side_frame(source_crop: np.ndarray, target: np.ndarray, result: np.ndarray) -> np.ndarray:

@@ -150,6 +150,11 @@ class CosegmentationSystem(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._warm_started = True  # resuming: never overwrite trained weights with the warm start
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None:  # the crop size and margin the model was trained on, for `swap` and `segments`
+            checkpoint["forgelab_data"] = {"size": int(dm.size), "margin": float(dm.margin)}
+
     @staticmethod
     def _pair(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         video = batch["video"]

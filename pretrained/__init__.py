@@ -38,6 +38,14 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def available(name: str) -> Path | None:
+    """The weight file ``name`` when it is on this machine (and verifies), else ``None``."""
+    try:
+        return find(name)
+    except CheckpointError:
+        return None
+
+
 def find(name: str, verify: bool = True) -> Path:
     """Path of the weight file ``name`` of the manifest.
 
@@ -52,7 +60,8 @@ def find(name: str, verify: bool = True) -> Path:
     for d in search_dirs():
         path = d / entry["file"]
         if path.is_file():
-            if verify and not sha256(path).startswith(entry["sha256_prefix"]):
+            prefix = entry.get("sha256_prefix")
+            if verify and prefix and not sha256(path).startswith(prefix):
                 raise CheckpointError(path, f"sha256 does not start with {entry['sha256_prefix']} ({entry['source']})")
             return path
     where = " or ".join(str(d) for d in search_dirs())

@@ -102,3 +102,18 @@ def test_astronaut_still_face(extractor: FaceExtractor) -> None:
     assert len(det.boxes) >= 1 and det.scores.max() > 0.99
     x1, y1, x2, y2 = det.boxes[int(np.argmax(det.scores))]
     assert 150 < (x1 + x2) / 2 < 300 and 50 < (y1 + y2) / 2 < 200  # her face, upper middle of the image
+
+
+def test_detect_every_interpolates_within_runs(extractor: FaceExtractor, sample_video: Path) -> None:
+    wanted = list(range(0, 10)) + list(range(50, 57))  # two runs of consecutive frames
+    with VideoReader(sample_video) as r:
+        full = extractor.extract(r, wanted, crops=False)
+    with VideoReader(sample_video) as r:
+        sparse = extractor.extract(r, wanted, crops=False, detect_every=3)
+    interp = sparse.interpolated
+    assert interp is not None and interp.sum() > 0
+    detected_positions = [i for i, f in enumerate(wanted) if not interp[i]]
+    # every 3rd frame of each run and the last frame of each run go through the detector
+    assert detected_positions == [0, 3, 6, 9, 10, 13, 16]
+    assert sparse.to_meta()["frames_without_face"] == [] and len(sparse.to_meta()["frames_interpolated"]) == 10
+    assert np.abs(sparse.boxes - full.boxes).max() < 4  # interpolated boxes stay within a few pixels

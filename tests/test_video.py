@@ -94,8 +94,10 @@ def test_write_copies_audio(tmp_path: Path) -> None:
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-f", "lavfi", "-i", "sine=frequency=440",
            "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(src))  # fmt: skip
     assert probe(src).has_audio
-    out = write_video(tmp_path / "o.mp4", list(numbered_frames(20)), 10, audio_from=src)
-    assert probe(out).has_audio
+    out = write_video(tmp_path / "o.mp4", list(numbered_frames(25)), 10, audio_from=src)  # 2.5 s of video, 2 s audio
+    assert probe(out).has_audio and probe(out).num_frames == 25  # every frame kept
+    short = write_video(tmp_path / "short.mp4", list(numbered_frames(12)), 10, audio_from=src)
+    assert probe(short).num_frames == 12 and probe(short).has_audio
     silent = write_video(tmp_path / "s.mp4", list(numbered_frames(20)), 10, audio_from=None)
     assert not probe(silent).has_audio
 

@@ -42,7 +42,10 @@ class LegacyResNeXtLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t = x.shape[:2]
-        fmap = self.model(x.flatten(0, 1))
+        frames = x.flatten(0, 1)
+        if next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last):
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        fmap = self.model(frames)
         feats = self.avgpool(fmap).view(b, t, -1)
         out, _ = self.lstm(feats, None)  # (B, T, H) read as (seq=B, batch=T): the published behaviour
         return fmap, self.dp(self.linear1(out[:, -1, :]))

@@ -1,0 +1,108 @@
+"""``forgelab bench-detector``: detect wall time vs the published project's way, and training clips/s.
+
+Both ways score the same number of frames with the same full-size ResNeXt-LSTM (random weights; speed
+does not depend on them), in the same process:
+
+* forgelab: faces tracked with batched MTCNN at reduced resolution (every 2nd frame of each clip, the
+  track interpolating the others) on K clips of T frames spread over the whole video, the K clips
+  scored in one batch by a channels-last trunk;
+* published way: the first K*T frames, faces detected one frame at a time at full resolution, one
+  sequence of K*T frames scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.faces import FaceExtractor, resolve_device
+from common.video import VideoReader
+from detection.models import ResNeXtLSTM
+from detection.predict import Detector, analyse
+
+SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "carphone_pristine.mp4"
+
+
+def published_way(video: Path, model: torch.nn.Module, frames: int, size: int, device: torch.device) -> float:
+    """Seconds to score the first ``frames`` frames with per-frame full-resolution face detection."""
+    start = time.perf_counter()
+    naive = FaceExtractor(crop_size=size, device=str(device), batch_size=1, detect_max_side=None, smoothing_sigma=0)
+    with VideoReader(video) as reader:
+        track = naive.extract(reader, list(range(min(frames, reader.info.num_frames))))
+    clip = torch.from_numpy(np.ascontiguousarray(track.crops)).permute(0, 3, 1, 2).float()[None] / 255
+    model.trunk.to(memory_format=torch.contiguous_format)  # the published project's model
+    with torch.no_grad():
+        model(clip.to(device))
+    return time.perf_counter() - start
+
+
+def ours(video: Path, model: torch.nn.Module, clips: int, clip_len: int, size: int, device: torch.device) -> float:
+    """Seconds for ``analyse`` (the code behind ``forgelab detect``) on the same number of frames."""
+    start = time.perf_counter()
+    model.trunk.to(memory_format=torch.channels_last)  # as load_detector does
+    detector = Detector(model, clip_len, size, "forgelab", "random", device)
+    analyse(video, detector, FaceExtractor(crop_size=size, device=str(device)), clips, clip_len)
+    return time.perf_counter() - start
+
+
+def training_clips_per_s(device: torch.device, batch: int = 4, clip_len: int = 20, size: int = 112,
+                         steps: int = 3) -> float:  # fmt: skip
+    """Full ResNeXt-LSTM training steps (forward, backward, Adam) at 112 px: clips/s."""
+    model = ResNeXtLSTM().to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5, weight_decay=1e-3)
+    video = torch.rand(batch, clip_len, 3, size, size, device=device)
+    label = torch.tensor([0, 1] * (batch // 2), device=device)
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(video), label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return batch / float(np.mean(times[1:]))
+
+
+def run(clips: int = 4, clip_len: int = 20, size: int = 112) -> dict[str, Any]:
+    """The benchmark on the sample video and a synthetic 10-second 720p video."""
+    from common.bench import synthetic_720p
+
+    device = resolve_device("auto")
+    torch.manual_seed(0)
+    model = ResNeXtLSTM().to(device).eval()
+    out: dict[str, Any] = {"device": str(device), "frames_scored": clips * clip_len, "input_size": size}
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = {"sample": SAMPLE, "synthetic_720p_10s": synthetic_720p(SAMPLE, Path(tmp) / "s.mp4", 250)}
+        for name, video in videos.items():
+            ours(video, model, 1, 2, size, device)  # warm-up (MTCNN and trunk)
+            a = ours(video, model, clips, clip_len, size, device)
+            b = published_way(video, model, clips * clip_len, size, device)
+            out[name] = {"forgelab_s": round(a, 2), "published_way_s": round(b, 2), "speedup": round(b / a, 2)}
+    out["training_clips_per_s_112px_T20"] = round(training_clips_per_s(device), 3)
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``forgelab bench-detector``."""
+    p = sub.add_parser("bench-detector", help="detect wall time vs the published way; training clips/s")
+    p.add_argument("--clips", type=int, default=4)
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--out", type=Path, default=Path("outputs/bench_detector.json"))
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    res = run(args.clips, args.frames)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+    return 0
