@@ -34,12 +34,14 @@ venv: $(STAMP)
 ## sample segmenter trained here)
 demo: $(STAMP)
 	$(FORGELAB) faces assets/carphone_pristine.mp4 --out outputs
-	$(FORGELAB) fit --config experiments/detector_sample.yaml --trainer.max_epochs 24 --trainer.enable_progress_bar false
+	$(FORGELAB) fit --config experiments/detector_sample.yaml --trainer.enable_progress_bar false
 	$(FORGELAB) evaluate --dataset single --root assets/carphone_pristine.mp4 --split val --self-blend --clips 24 \
 		--out outputs/evaluation_detector_sample
 	$(FORGELAB) detect assets/carphone_pristine.mp4 --out outputs/carphone_pristine_detect.mp4 --json \
 		> outputs/.detect.json.partial && mv outputs/.detect.json.partial outputs/carphone_pristine_detect.json
 	@cat outputs/carphone_pristine_detect.json
+	@echo "note: this detector was trained for 4 minutes on one video (real vs self-blended copies of it);"
+	@echo "      it shows the pipeline, it is not a detector to trust: train one with make train-detector DATA=..."
 	$(FORGELAB) fit --config experiments/segmenter_sample.yaml --trainer.enable_progress_bar false
 	$(FORGELAB) swap-demo --out outputs
 

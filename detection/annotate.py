@@ -38,9 +38,11 @@ def frame_scores(result: dict[str, Any], num_frames: int) -> np.ndarray:
 
 
 def draw_frame(frame: np.ndarray, box: np.ndarray | None, result: dict[str, Any], per_frame: np.ndarray,
-               index: int) -> np.ndarray:  # fmt: skip
-    """One annotated frame (uint8 ``[H, W, 3]``)."""
+               index: int, heat: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
+    """One annotated frame (uint8 ``[H, W, 3]``); ``heat`` = (crop region, CAM) to overlay."""
     h, w = frame.shape[:2]
+    if heat is not None:
+        frame = paste_heat(frame, *heat)
     img = Image.fromarray(frame)
     draw = ImageDraw.Draw(img)
     colour = RED if result["verdict"] == "FAKE" else GREEN
@@ -69,21 +71,50 @@ def draw_frame(frame: np.ndarray, box: np.ndarray | None, result: dict[str, Any]
     return np.asarray(img)
 
 
-def write_annotated(video: str | Path, out: str | Path, result: dict[str, Any], extractor: FaceExtractor) -> Path:
-    """Track the face on every frame and write the annotated video (atomically, with the source audio)."""
+def paste_heat(frame: np.ndarray, region: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """Overlay a CAM (crop coordinates) on the square crop ``region`` of ``frame``."""
+    from detection.cam import overlay
+
+    out = frame.copy()
+    x0, y0, x1, y1 = (int(v) for v in region)
+    side = x1 - x0
+    big = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)) / 255
+    h, w = frame.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 > sx0 and sy1 > sy0:
+        part = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+        out[sy0:sy1, sx0:sx1] = overlay(out[sy0:sy1, sx0:sx1], part)
+    return out
+
+
+def write_annotated(video: str | Path, out: str | Path, result: dict[str, Any], extractor: FaceExtractor,
+                    cams: dict[int, np.ndarray] | None = None) -> Path:  # fmt: skip
+    """Track the face on every frame and write the annotated video (atomically, with the source audio).
+
+    ``cams`` (frame number -> heatmap in crop coordinates) overlays each frame with the CAM of the
+    nearest scored frame, placed on that frame's face crop.
+    """
     with VideoReader(video) as reader:
         info = reader.info
         try:
             track = extractor.extract(reader, crops=False)
             boxes = {int(f): b for f, b in zip(track.frame_indices, track.boxes)}
+            regions = {int(f): r for f, r in zip(track.frame_indices, track.crop_boxes)}
         except NoFaceError:  # the scored frames had faces; boxes are optional for the annotation
-            boxes = {}
+            boxes, regions = {}, {}
     per_frame = frame_scores(result, info.num_frames)
+    cam_frames = np.array(sorted(cams)) if cams else None
+
+    def heat_for(i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if cam_frames is None or i not in regions:
+            return None
+        nearest = int(cam_frames[np.argmin(np.abs(cam_frames - i))])
+        return regions[i], cams[nearest]
 
     def frames() -> Iterator[np.ndarray]:
         with VideoReader(video) as reader:
             for idx, chunk in reader.iter_chunks(32):
                 for i, frame in zip(idx.tolist(), chunk):
-                    yield draw_frame(frame, boxes.get(i), result, per_frame, min(i, info.num_frames - 1))
+                    yield draw_frame(frame, boxes.get(i), result, per_frame, min(i, info.num_frames - 1), heat_for(i))
 
     return write_video(out, frames(), info.fps, audio_from=video)

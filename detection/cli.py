@@ -26,6 +26,7 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=int, default=4, help="clips spread over the whole video")
     p.add_argument("--out", type=Path, default=None, help="annotated video (one input) or folder (several)")
     p.add_argument("--json", action="store_true", help="print the JSON result")
+    p.add_argument("--cam", action="store_true", help="overlay a class-activation heatmap (Grad-CAM) in --out")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=detect_main)  # fmt: skip
 
@@ -33,8 +34,10 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
 def detect_main(args: argparse.Namespace) -> int:
     from common.faces import FaceExtractor
     from detection.annotate import write_annotated
-    from detection.predict import analyse, load_detector, print_result
+    from detection.predict import analyse, clip_cams, load_detector, print_result
 
+    if args.cam and args.out is None:
+        raise ConfigError("--cam draws on the annotated video: give --out too")
     detector = load_detector(args.checkpoint, args.device)  # once for every video
     extractor = FaceExtractor(crop_size=detector.size, device=args.device)
     code = 0
@@ -45,7 +48,8 @@ def detect_main(args: argparse.Namespace) -> int:
                 out = args.out if len(args.videos) == 1 else args.out / f"{video.stem}_annotated.mp4"
                 if len(args.videos) > 1:
                     args.out.mkdir(parents=True, exist_ok=True)
-                result["annotated_video"] = str(write_annotated(video, out, result, extractor))
+                cams = clip_cams(detector, result) if args.cam else None
+                result["annotated_video"] = str(write_annotated(video, out, result, extractor, cams))
             print_result(result, args.json)
         except ForgelabError as exc:
             if len(args.videos) == 1:

@@ -134,11 +134,30 @@ def analyse(
         "video_info": {"fps": round(info.fps, 3), "frames": info.num_frames, "size": [info.width, info.height]},
         "detector": {"kind": detector.kind, "checkpoint": detector.path, "input_size": detector.size},
     }
+    result["_plan"] = plan
+    result["_batch"] = batch
     return result, track
+
+
+def clip_cams(detector: Detector, result: dict[str, Any]) -> dict[int, np.ndarray]:
+    """Grad-CAM heatmap ``[S, S]`` for every scored frame number (see :mod:`detection.cam`)."""
+    from detection.cam import grad_cam
+
+    heat: dict[int, np.ndarray] = {}
+    for c, clip in zip(result["_plan"], result["_batch"]):
+        for f, h in zip(c, grad_cam(detector.module, clip[None].to(detector.device))):
+            heat[f] = h
+    return heat
+
+
+def public(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without its internal fields."""
+    return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
 def print_result(result: dict[str, Any], as_json: bool) -> None:
     """Human-readable line per video, or the JSON document."""
+    result = public(result)
     if as_json:
         print(json.dumps(result, indent=2))
         return

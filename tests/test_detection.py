@@ -12,7 +12,7 @@ import torchvision
 
 from common.errors import CheckpointError
 from common.selfblend import SelfBlend
-from common.video import probe
+from common.video import probe, read_frames
 from detection.metrics import aggregate, binary_metrics, confident_mean
 from detection.models import LegacyResNeXtLSTM, ResNeXtLSTM
 from detection.models.legacy import legacy_frames, load_legacy
@@ -331,3 +331,21 @@ def test_detect_with_our_checkpoint(sample_video: Path, tmp_path: Path, capsys: 
     assert result["frames_per_clip"] == 5 and [c["start"] for c in result["clips"]] == [0, 115]
     system.eval()
     assert 0 <= result["p_fake"] <= 1
+
+
+def test_grad_cam_and_annotated_overlay(legacy_file: Path, face_clip: Path, tmp_path: Path) -> None:
+    from common.cli import main as cli_main
+    from detection.cam import grad_cam
+
+    adapter = load_legacy(legacy_file)
+    heat = grad_cam(adapter, torch.rand(1, 3, 3, 112, 112))
+    assert heat.shape == (3, 112, 112) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert heat[:2].max() == 0  # the published model only looks at the last frame
+    plain, cam = tmp_path / "plain.mp4", tmp_path / "cam.mp4"
+    base = ["detect", str(face_clip), "--checkpoint", str(legacy_file), "--clips", "1", "--device", "cpu"]
+    assert cli_main([*base, "--out", str(plain)]) == 0
+    assert cli_main([*base, "--out", str(cam), "--cam"]) == 0
+    a, b = read_frames(plain, range(12)), read_frames(cam, range(12))
+    diff = np.abs(a.astype(int) - b.astype(int)).max(axis=(1, 2, 3))
+    assert diff.max() > 40  # the heatmap is drawn over the face (of the frames the published model looks at)
+    assert cli_main([*base, "--cam"]) == 1  # --cam needs --out
