@@ -29,3 +29,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CheckpointError(p, f"expected a dict, found {type(data).__name__}")
     return data
+
+
+def newest_best_checkpoint(run_root: str | Path) -> Path | None:
+    """The best checkpoint (any ``.ckpt`` but ``last.ckpt``) of the newest ``version_*`` run under
+    ``run_root``, falling back to its ``last.ckpt``; ``None`` when there is no run."""
+    versions = sorted(Path(run_root).glob("version_*/checkpoints"), key=lambda p: p.stat().st_mtime)
+    for folder in reversed(versions):
+        ckpts = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+        best = [p for p in ckpts if p.name != "last.ckpt"]
+        if best or ckpts:
+            return (best or ckpts)[-1]
+    return None

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.checkpoints import read_checkpoint
+from common.checkpoints import newest_best_checkpoint, read_checkpoint
 from common.data import eval_starts
 from common.errors import CheckpointError, ConfigError
 from common.faces import FaceExtractor, FaceTrack, resolve_device
@@ -48,17 +48,10 @@ class Detector:
         return torch.cat(out).numpy()
 
 
-def latest_sample_checkpoint(root: Path = DEFAULT_RUNS) -> Path | None:
-    """The best checkpoint of the newest ``detector_sample`` run, if any."""
-    ckpts = sorted(root.glob("version_*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
-    best = [p for p in ckpts if p.name != "last.ckpt"]
-    return (best or ckpts or [None])[-1]
-
-
 def load_detector(path: str | Path | None, device: str = "auto") -> Detector:
     """Load our checkpoint or a published file; ``None`` takes the newest sample run's best checkpoint."""
     if path is None:
-        path = latest_sample_checkpoint()
+        path = newest_best_checkpoint(DEFAULT_RUNS)
         if path is None:
             raise CheckpointError("--checkpoint", "none given and no sample run found: run `make train-detector` or "
                                   "pass --checkpoint (ours .ckpt or a published model_*.pt)")  # fmt: skip

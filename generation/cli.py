@@ -118,6 +118,7 @@ def swap_demo_main(args: argparse.Namespace) -> int:
     from skimage.data import astronaut
 
     import pretrained
+    from common.checkpoints import newest_best_checkpoint
     from common.errors import CheckpointError
     from generation.swap import load_segmenter, swap_video
 
@@ -130,12 +131,11 @@ def swap_demo_main(args: argparse.Namespace) -> int:
                 ckpt, parts, which = found, p, f"published {found.name}"
                 break
     if ckpt is None:
-        runs = sorted((Path("outputs/runs/segmenter_sample")).glob("version_*/checkpoints/*.ckpt"),
-                      key=lambda q: q.stat().st_mtime)  # fmt: skip
-        if not runs:
+        ckpt = newest_best_checkpoint("outputs/runs/segmenter_sample")
+        if ckpt is None:
             raise CheckpointError("pretrained/vox-10segments.pth.tar", "not found, and no sample segmenter run: "
                                   "run `make train-segmenter` first")  # fmt: skip
-        ckpt, which = runs[-1], "the sample segmenter trained here (64 px, one video): expect a weak swap"
+        which = "the sample segmenter trained here (64 px, one video): expect a weak swap"
     model = load_segmenter(ckpt, device="auto")
     chosen = model.parse_parts(parts) if parts else [min(2, model.num_segments)]
     args.out.mkdir(parents=True, exist_ok=True)

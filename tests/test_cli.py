@@ -50,3 +50,21 @@ def test_console_script_help() -> None:
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("preprocess", "faces", "bench", "fit"):
         assert command in out
+
+
+def test_newest_best_checkpoint(tmp_path: Path) -> None:
+    import os
+
+    from common.checkpoints import newest_best_checkpoint
+
+    assert newest_best_checkpoint(tmp_path) is None
+    old = tmp_path / "version_0" / "checkpoints"
+    new = tmp_path / "version_1" / "checkpoints"
+    for folder, names in ((old, ["best.ckpt", "last.ckpt"]), (new, ["epoch=3.ckpt", "last.ckpt"])):
+        folder.mkdir(parents=True)
+        for n in names:
+            (folder / n).write_bytes(b"x")
+    os.utime(old, (1, 1))
+    assert newest_best_checkpoint(tmp_path) == new / "epoch=3.ckpt"  # newest run, not its last.ckpt
+    (new / "epoch=3.ckpt").unlink()
+    assert newest_best_checkpoint(tmp_path) == new / "last.ckpt"
