@@ -16,22 +16,29 @@ class ForgelabError(Exception):
     exit_code: int = 1
 
 
-class VideoReadError(ForgelabError):
+class PathError(ForgelabError):
+    """A problem with one file: the message names the file (``what`` it is) and the reason."""
+
+    verb = "cannot read"
+    what = "file"
+
+    def __init__(self, path: str | Path, reason: str, what: str | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.verb} {what or self.what} {self.path}: {reason}")
+
+
+class VideoReadError(PathError):
     """A video file (or frame folder, or image) is missing, empty, truncated or not readable."""
 
-    def __init__(self, path: str | Path, reason: str, what: str = "video") -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot read {what} {self.path}: {reason}")
+    what = "video"
 
 
-class VideoWriteError(ForgelabError):
-    """An output video could not be written."""
+class VideoWriteError(PathError):
+    """An output video (or image) could not be written."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot write video {self.path}: {reason}")
+    verb = "cannot write"
+    what = "video"
 
 
 class NoFaceError(ForgelabError):
@@ -54,13 +61,11 @@ class DatasetError(ForgelabError):
         super().__init__(f"dataset problem at {self.where}: {reason}")
 
 
-class CheckpointError(ForgelabError):
+class CheckpointError(PathError):
     """A checkpoint or weight file is missing, corrupt, or of the wrong architecture."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot use checkpoint {self.path}: {reason}")
+    verb = "cannot use"
+    what = "checkpoint"
 
 
 class ConfigError(ForgelabError):

@@ -386,15 +386,16 @@ class FaceExtractor:
         """
         info = reader.info
         idx = list(range(info.num_frames)) if indices is None else list(indices)
+        if detect_every > 1:
+            indices = idx  # explicit frame numbers, so run positions match the frames read
         frame_mb = info.width * info.height * 3 / 2**20
         keep = crops and frame_mb * len(idx) <= keep_frames_mb
         kept: list[np.ndarray] = []
         got_idx: list[np.ndarray] = []
         dets: list[Detections] = []
         skipped: list[bool] = []
-        source = indices if indices is not None else None
         run_pos = _run_positions(idx) if detect_every > 1 else None
-        for chunk_idx, frames in reader.iter_chunks(self.batch_size, source):
+        for chunk_idx, frames in reader.iter_chunks(self.batch_size, indices):
             if run_pos is None:
                 dets.extend(self.detect(frames))
             else:
