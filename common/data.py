@@ -365,7 +365,7 @@ class VideoDataModule(pl.LightningDataModule):
 
     Args:
         index: the dataset layout (``FolderIndex``, ``CsvIndex``, ``CelebDFIndex``,
-            ``FaceForensicsIndex``, ``VoxIndex``).
+            ``FaceForensicsIndex``, ``VoxIndex``, ``SingleVideoIndex``).
         cache_dir: face-crop cache made by ``forgelab preprocess``; videos missing from it are left
             out (and counted in the log). ``None`` decodes videos on the fly.
         mode: ``"clip"`` (detector) or ``"pair"`` (generator).
@@ -381,7 +381,7 @@ class VideoDataModule(pl.LightningDataModule):
         id_sampling: ``pair`` mode: one sample per identity per repeat.
         repeats: training samples per video (``clip``) or per identity (``pair``) per epoch.
         faces_on_the_fly: without a cache, detect and crop faces while loading (slow; CPU).
-        margin: crop margin when ``faces_on_the_fly``.
+        margin: face crop margin (``faces_on_the_fly`` and ``build_cache``).
         max_videos: keep at most this many videos per split (quick experiments, tests).
         self_blend: ``clip`` mode: turn real clips into self-blended pseudo-fakes (needs landmarks:
             a cache, or ``faces_on_the_fly``); lets a detector train from real videos only.
