@@ -32,6 +32,8 @@ class ClipAugment:
         blur_sigma: blur sigma range in pixels.
         downscale_prob: probability of down- then up-scaling.
         downscale_range: scale factor range for that.
+        exclusive_flips: a time flip excludes the horizontal flip (the motion co-segmentation original:
+            time flip with ``time_flip``, otherwise a horizontal flip with ``hflip``).
     """
 
     hflip: float = 0.5
@@ -46,6 +48,7 @@ class ClipAugment:
     blur_sigma: tuple[float, float] = (0.1, 1.5)
     downscale_prob: float = 0.0
     downscale_range: tuple[float, float] = (0.4, 0.9)
+    exclusive_flips: bool = False
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """Draw one set of parameters."""
@@ -53,9 +56,11 @@ class ClipAugment:
         def factor(r: float) -> float:
             return float(rng.uniform(1 - r, 1 + r)) if r > 0 else 1.0
 
+        time_flip = bool(rng.random() < self.time_flip)
+        hflip = bool(rng.random() < self.hflip) and not (self.exclusive_flips and time_flip)
         return {
-            "hflip": bool(rng.random() < self.hflip),
-            "time_flip": bool(rng.random() < self.time_flip),
+            "hflip": hflip,
+            "time_flip": time_flip,
             "brightness": factor(self.brightness),
             "contrast": factor(self.contrast),
             "saturation": factor(self.saturation),

@@ -212,3 +212,14 @@ def test_training_run_logs_everything(cached: tuple[FolderIndex, Path], tmp_path
     assert list((csv_dir / "checkpoints").glob("*.ckpt"))
     wandb_runs = list((runs / "wandb").glob("offline-run-*"))
     assert wandb_runs, "W&B logs offline when no API key is configured"
+
+
+def test_exclusive_flips_as_the_cosegmentation_original() -> None:
+    aug = ClipAugment(hflip=0.5, time_flip=0.5, exclusive_flips=True)
+    draws = [aug.sample(np.random.default_rng(i)) for i in range(400)]
+    assert not any(d["hflip"] and d["time_flip"] for d in draws)
+    time_flips = sum(d["time_flip"] for d in draws)
+    hflips = sum(d["hflip"] for d in draws)
+    assert 150 < time_flips < 250 and 60 < hflips < 140  # P(hflip) = 0.5 * 0.5
+    both = [ClipAugment(hflip=0.5, time_flip=0.5).sample(np.random.default_rng(i)) for i in range(400)]
+    assert any(d["hflip"] and d["time_flip"] for d in both)
