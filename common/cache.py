@@ -19,12 +19,14 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from common.errors import DatasetError
+from common.faces import landmarks_in_crop
 
 CONFIG_FILE = "cache_config.json"
 META_FILE = "meta.json"
@@ -123,10 +125,16 @@ class CacheEntry:
     crops: np.ndarray
     meta: dict[str, Any]
 
-    @property
+    @cached_property
     def frame_indices(self) -> np.ndarray:
-        """int64 ``[N]`` source frame numbers of the crops."""
+        """int64 ``[N]`` source frame numbers of the crops (parsed from the JSON once)."""
         return np.asarray(self.meta["track"]["frame_indices"], dtype=np.int64)
+
+    @cached_property
+    def crop_landmarks(self) -> np.ndarray:
+        """float32 ``[N, 5, 2]`` face landmarks in crop pixel coordinates (computed once)."""
+        track = self.meta["track"]
+        return landmarks_in_crop(track["landmarks"], track["crop_boxes"], self.crops.shape[1])
 
 
 def read_entry(cache: Path, video_id: str) -> CacheEntry:

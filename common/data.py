@@ -90,12 +90,7 @@ class CacheSource(FrameSource):
     def read(self, record: VideoRecord, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         entry = self._entry(record)
         rows = self._rows(record)[positions]
-        track = entry.meta["track"]
-        lm = np.asarray(track["landmarks"], np.float32)[rows]
-        box = np.asarray(track["crop_boxes"], np.float32)[rows]
-        size = entry.crops.shape[1]
-        lm = (lm - box[:, None, :2]) * (size / (box[:, 2] - box[:, 0]))[:, None, None]
-        return np.asarray(entry.crops[rows]), entry.frame_indices[rows], lm
+        return np.asarray(entry.crops[rows]), entry.frame_indices[rows], entry.crop_landmarks[rows]
 
     def __getstate__(self) -> dict[str, Any]:  # memmaps are reopened in each worker
         return {"cache": self.cache, "_open": {}}

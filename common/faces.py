@@ -89,9 +89,7 @@ class FaceTrack:
 
     def crop_landmarks(self, size: int) -> np.ndarray:
         """Landmarks in crop pixel coordinates: float32 ``[N, 5, 2]`` for crops of ``size`` pixels."""
-        side = (self.crop_boxes[:, 2] - self.crop_boxes[:, 0]).astype(np.float32)
-        origin = self.crop_boxes[:, None, :2].astype(np.float32)
-        return (self.landmarks - origin) * (size / side)[:, None, None]
+        return landmarks_in_crop(self.landmarks, self.crop_boxes, size)
 
     def missing(self) -> np.ndarray:
         """bool ``[N]``: frames run through the detector that had no face."""
@@ -110,6 +108,14 @@ class FaceTrack:
             "frames_interpolated": [] if self.interpolated is None else self.frame_indices[self.interpolated].tolist(),
             "frame_size": list(self.frame_size),
         }
+
+
+def landmarks_in_crop(landmarks: np.ndarray, crop_boxes: np.ndarray, size: int) -> np.ndarray:
+    """Frame-coordinate landmarks ``[N, 5, 2]`` -> pixel coordinates of the ``size`` crops cut at the square
+    ``crop_boxes [N, 4]`` (``x0, y0, x1, y1``): float32 ``[N, 5, 2]``."""
+    boxes = np.asarray(crop_boxes, np.float32)
+    side = boxes[:, 2] - boxes[:, 0]
+    return ((np.asarray(landmarks, np.float32) - boxes[:, None, :2]) * (size / side)[:, None, None]).astype(np.float32)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
