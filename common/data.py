@@ -141,7 +141,10 @@ class DecodeSource(FrameSource):
 
 def to_tensor_clip(frames: np.ndarray, size: int | None) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` -> float ``[T, 3, size, size]`` in [0, 1] (antialiased resize)."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
+    frames = np.ascontiguousarray(frames)
+    if not frames.flags.writeable:  # e.g. an array viewing a PIL image: torch wants writable memory
+        frames = frames.copy()
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255)
     if size is not None and (video.shape[-1] != size or video.shape[-2] != size):
         video = F.interpolate(video, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return video.clamp_(0, 1)

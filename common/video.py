@@ -192,13 +192,7 @@ class VideoReader:
 
     @staticmethod
     def _read_image(path: Path) -> np.ndarray:
-        try:
-            img = iio.imread(path)
-        except Exception as exc:  # imageio raises many types for a bad image
-            raise VideoReadError(path, f"frame image is not readable ({exc})") from None
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        return np.ascontiguousarray(img[..., :3])
+        return read_image(path, "video frame")
 
     # ------------------------------------------------------------------ decoding
     def _index_of(self, pts: int | None) -> int:
@@ -339,6 +333,23 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_image(path: str | Path, what: str = "image") -> np.ndarray:
+    """An image file as RGB uint8 ``[H, W, 3]`` (grey expanded, alpha dropped), or one
+    :class:`VideoReadError` naming the file and the reason."""
+    p = Path(path)
+    if not p.is_file():
+        raise VideoReadError(p, "file does not exist", what)
+    try:
+        img = iio.imread(p)
+    except Exception as exc:  # imageio raises many types for a bad image
+        raise VideoReadError(p, f"not a readable image ({type(exc).__name__})", what) from None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise VideoReadError(p, f"unexpected image shape {img.shape}", what)
+    return np.ascontiguousarray(img[..., :3].astype(np.uint8))
 
 
 def probe(path: str | Path) -> VideoInfo:

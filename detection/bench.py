@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.data import to_tensor_clip
 from common.faces import FaceExtractor, resolve_device
 from common.video import VideoReader
 from detection.models import ResNeXtLSTM
@@ -36,7 +37,7 @@ def published_way(video: Path, model: torch.nn.Module, frames: int, size: int, d
     naive = FaceExtractor(crop_size=size, device=str(device), batch_size=1, detect_max_side=None, smoothing_sigma=0)
     with VideoReader(video) as reader:
         track = naive.extract(reader, list(range(min(frames, reader.info.num_frames))))
-    clip = torch.from_numpy(np.ascontiguousarray(track.crops)).permute(0, 3, 1, 2).float()[None] / 255
+    clip = to_tensor_clip(track.crops, None)[None]
     model.trunk.to(memory_format=torch.contiguous_format)  # the published project's model
     with torch.no_grad():
         model(clip.to(device))

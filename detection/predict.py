@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from common.checkpoints import newest_best_checkpoint, read_checkpoint
-from common.data import eval_starts
+from common.data import eval_starts, to_tensor_clip
 from common.errors import CheckpointError, ConfigError
 from common.faces import FaceExtractor, FaceTrack, resolve_device
 from common.video import VideoReader
@@ -108,7 +108,7 @@ def analyse(
         wanted = sorted({i for c in plan for i in c})
         track = extractor.extract(reader, wanted, detect_every=detect_every)
     pos = {int(f): i for i, f in enumerate(track.frame_indices)}
-    crops = torch.from_numpy(np.ascontiguousarray(track.crops)).permute(0, 3, 1, 2).float() / 255
+    crops = to_tensor_clip(track.crops, None)
     batch = torch.stack([crops[[pos[i] for i in c]] for c in plan])
     scores = detector.p_fake(batch)
     p = float(scores.mean())

@@ -89,11 +89,12 @@ def segments_main(args: argparse.Namespace) -> int:
 
     from common.errors import VideoWriteError
     from common.faces import FaceExtractor
-    from generation.swap import ensure_face, load_image, load_segmenter, segment_sheet
+    from common.video import read_image
+    from generation.swap import ensure_face, load_segmenter, segment_sheet
 
     model = load_segmenter(args.checkpoint, None, args.size, args.device)
     extractor = FaceExtractor(crop_size=model.size, margin=args.margin or model.margin or 1.6, device=args.device)
-    face = ensure_face(load_image(args.image), extractor, str(args.image), args.source_cropped, model.size)
+    face = ensure_face(read_image(args.image), extractor, str(args.image), args.source_cropped, model.size)
     if not args.out.parent.is_dir():
         raise VideoWriteError(args.out, f"folder {args.out.parent} does not exist")
     tmp = args.out.with_name(f".{args.out.name}.partial.png")

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from common.checkpoints import read_checkpoint
-from common.errors import CheckpointError, ConfigError, NoFaceError, VideoReadError
+from common.data import to_tensor_clip
+from common.errors import CheckpointError, ConfigError, NoFaceError
 from common.faces import FaceExtractor, crop_square, resolve_device
 from common.selfblend import gaussian_blur
-from common.video import VideoReader, write_video
+from common.video import VideoReader, read_image, write_video
 from generation.checkpoints import build_modules, load_state, split_formats
 from generation.models import ReconstructionModule, SegmentationModule
 from generation.part_swap import blend_mask, swap_parts
@@ -116,24 +117,6 @@ def load_segmenter(path: str | Path, num_segments: int | None = None, size: int 
     return Segmenter(seg.to(dev).eval(), rec.to(dev).eval(), size or model_size, fmt, str(path), names, margin)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """An RGB uint8 image, or a :class:`VideoReadError` naming the file."""
-    import imageio.v3 as iio
-
-    p = Path(path)
-    if not p.is_file():
-        raise VideoReadError(p, "file does not exist", "image")
-    try:
-        img = iio.imread(p)
-    except Exception as exc:  # imageio raises many types for a bad image
-        raise VideoReadError(p, f"not a readable image ({type(exc).__name__})", "image") from None
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] < 3:
-        raise VideoReadError(p, f"unexpected image shape {img.shape}", "image")
-    return np.ascontiguousarray(img[..., :3].astype(np.uint8))
-
-
 def face_crop(image: np.ndarray, extractor: FaceExtractor, source: str) -> np.ndarray:
     """The largest face of a still image, cropped square with the extractor's margin and size."""
     det = extractor.detect(image[None])
@@ -142,8 +125,8 @@ def face_crop(image: np.ndarray, extractor: FaceExtractor, source: str) -> np.nd
 
 
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.array(images, dtype=np.uint8)).to(device).permute(0, 3, 1, 2).float() / 255
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in [0, 1] on ``device``."""
+    return to_tensor_clip(images, None).to(device)
 
 
 @torch.no_grad()
@@ -225,7 +208,7 @@ def swap_video(
     dev = next(model.segmentation.parameters()).device
     margin = margin or model.margin or 1.6
     extractor = FaceExtractor(crop_size=model.size, margin=margin, device=str(dev))
-    src_crop = ensure_face(load_image(source_image), extractor, str(source_image), source_cropped, model.size)
+    src_crop = ensure_face(read_image(source_image), extractor, str(source_image), source_cropped, model.size)
     source = to_tensor(src_crop[None], dev)
     with torch.no_grad():
         seg_source = model.segmentation(source)
