@@ -149,18 +149,32 @@ def square_boxes(boxes: np.ndarray, margin: float) -> np.ndarray:
     return np.stack([x0, y0, x0 + side, y0 + side], axis=1)
 
 
+def region_overlap(
+    region: np.ndarray, frame_shape: tuple[int, ...]
+) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """Where the region ``(x0, y0, x1, y1)`` (which may extend past the borders) meets a frame of
+    ``frame_shape (H, W, ...)``: ``(rows/cols slices in the frame, the same pixels' slices in the
+    region)``, or ``None`` when they do not meet."""
+    h, w = frame_shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in region)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return None
+    return (slice(sy0, sy1), slice(sx0, sx1)), (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
+
+
 def crop_square(frame: np.ndarray, region: np.ndarray, size: int) -> np.ndarray:
     """Cut ``region (x0, y0, x1, y1)`` from ``frame [H, W, 3]``, zero-padding outside, resize to ``size``.
 
     Returns:
         uint8 ``[size, size, 3]``.
     """
-    h, w = frame.shape[:2]
     x0, y0, x1, y1 = (int(v) for v in region)
     canvas = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if sx1 > sx0 and sy1 > sy0:
-        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    overlap = region_overlap(region, frame.shape)
+    if overlap is not None:
+        in_frame, in_region = overlap
+        canvas[in_region] = frame[in_frame]
     if canvas.shape[0] == size and canvas.shape[1] == size:
         return canvas
     return np.asarray(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from common.errors import NoFaceError
-from common.faces import FaceExtractor
+from common.faces import FaceExtractor, region_overlap
 from common.video import VideoReader, write_video
 
 GREEN = (40, 200, 70)
@@ -76,14 +76,12 @@ def paste_heat(frame: np.ndarray, region: np.ndarray, heat: np.ndarray) -> np.nd
     from detection.cam import overlay
 
     out = frame.copy()
-    x0, y0, x1, y1 = (int(v) for v in region)
-    side = x1 - x0
-    big = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)) / 255
-    h, w = frame.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if sx1 > sx0 and sy1 > sy0:
-        part = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-        out[sy0:sy1, sx0:sx1] = overlay(out[sy0:sy1, sx0:sx1], part)
+    overlap = region_overlap(region, frame.shape)
+    if overlap is not None:
+        in_frame, in_region = overlap
+        side = int(region[2]) - int(region[0])
+        big = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)) / 255
+        out[in_frame] = overlay(out[in_frame], big[in_region])
     return out
 
 

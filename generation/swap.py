@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from common.checkpoints import read_checkpoint
 from common.data import to_tensor_clip
 from common.errors import CheckpointError, ConfigError, NoFaceError
-from common.faces import FaceExtractor, crop_square, resolve_device
+from common.faces import FaceExtractor, crop_square, region_overlap, resolve_device
 from common.selfblend import gaussian_blur
 from common.video import VideoReader, read_image, write_video
 from generation.checkpoints import build_modules, load_state, split_formats
@@ -166,20 +166,17 @@ def paste_back(frame: np.ndarray, region: np.ndarray, crop: np.ndarray, alpha: n
     Pixels where the resized alpha is 0 (and everything outside the region) keep their exact values.
     """
     out = frame.copy()
-    h, w = frame.shape[:2]
-    x0, y0, x1, y1 = (int(v) for v in region)
-    side = x1 - x0
+    overlap = region_overlap(region, frame.shape)
+    if overlap is None:
+        return out
+    in_frame, in_region = overlap
+    side = int(region[2]) - int(region[0])
     big = np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR)).astype(np.float32)
     a = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR))
-    a = a.astype(np.float32) / 255
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if sx1 <= sx0 or sy1 <= sy0:
-        return out
-    cy, cx = slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0)
-    a = a[cy, cx, None]
-    region_px = out[sy0:sy1, sx0:sx1].astype(np.float32)
-    blended = region_px + a * (big[cy, cx] - region_px)
-    out[sy0:sy1, sx0:sx1] = np.where(a > 0, np.round(blended).clip(0, 255), region_px).astype(np.uint8)
+    a = a.astype(np.float32)[in_region][..., None] / 255
+    region_px = out[in_frame].astype(np.float32)
+    blended = region_px + a * (big[in_region] - region_px)
+    out[in_frame] = np.where(a > 0, np.round(blended).clip(0, 255), region_px).astype(np.uint8)
     return out
 
 
