@@ -24,12 +24,17 @@ from common.errors import NoFaceError
 from common.video import VideoReader
 
 
-def _run_positions(indices: Sequence[int]) -> list[int]:
-    """Position of each frame inside its run of consecutive frame numbers (0 at each run start)."""
-    out: list[int] = []
-    for k, i in enumerate(indices):
-        out.append(out[-1] + 1 if k and i == indices[k - 1] + 1 else 0)
-    return out
+def detection_plan(indices: Sequence[int], every: int) -> np.ndarray:
+    """bool ``[N]``: which frames go through the detector when detecting every ``every``-th frame of each
+    run of consecutive frame numbers, the last frame of each run included (all of them for ``every`` 1)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if every <= 1 or len(idx) == 0:
+        return np.ones(len(idx), bool)
+    run_start = np.r_[True, np.diff(idx) != 1]
+    run_end = np.r_[np.diff(idx) != 1, True]
+    starts = np.flatnonzero(run_start)
+    position = np.arange(len(idx)) - starts[np.cumsum(run_start) - 1]
+    return (position % every == 0) | run_end
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -413,18 +418,16 @@ class FaceExtractor:
         kept: list[np.ndarray] = []
         got_idx: list[np.ndarray] = []
         dets: list[Detections] = []
-        skipped: list[bool] = []
-        run_pos = _run_positions(idx) if detect_every > 1 else None
+        plan = detection_plan(idx, detect_every)
+        done = 0
         for chunk_idx, frames in reader.iter_chunks(self.batch_size, indices):
-            if run_pos is None:
-                dets.extend(self.detect(frames))
-            else:
-                offset = sum(len(c) for c in got_idx)
-                pick = [j for j in range(len(chunk_idx)) if run_pos[offset + j] % detect_every == 0
-                        or offset + j + 1 == len(idx) or idx[offset + j + 1] != idx[offset + j] + 1]  # fmt: skip
-                found = dict(zip(pick, self.detect(frames[pick]) if pick else []))
-                dets.extend(found.get(j, Detections.empty()) for j in range(len(chunk_idx)))
-                skipped.extend(j not in found for j in range(len(chunk_idx)))
+            # every decoded frame when detecting all (the decoder may yield more than the header said)
+            pick = (
+                np.arange(len(chunk_idx)) if detect_every <= 1 else np.flatnonzero(plan[done : done + len(chunk_idx)])
+            )
+            found = dict(zip(pick.tolist(), self.detect(frames[pick]) if len(pick) else []))
+            dets.extend(found.get(j, Detections.empty()) for j in range(len(chunk_idx)))
+            done += len(chunk_idx)
             got_idx.append(chunk_idx)
             if keep:
                 kept.append(frames)
@@ -432,7 +435,7 @@ class FaceExtractor:
                 progress(len(chunk_idx))
         frame_indices = np.concatenate(got_idx) if got_idx else np.zeros((0,), np.int64)
         track = self.build_track(frame_indices, dets, (info.width, info.height), str(reader.path),
-                                 np.asarray(skipped, bool) if run_pos is not None else None)  # fmt: skip
+                                 ~plan if detect_every > 1 else None)  # fmt: skip
         if crops:
             n = len(frame_indices)
             out = crops_out if crops_out is not None else np.empty((n, self.crop_size, self.crop_size, 3), np.uint8)
