@@ -34,6 +34,11 @@ class ClipAugment:
         downscale_range: scale factor range for that.
         exclusive_flips: a time flip excludes the horizontal flip (the motion co-segmentation original:
             time flip with ``time_flip``, otherwise a horizontal flip with ``hflip``).
+        affine_prob: probability of a random similarity transform (zoom, shift, rotation; border pixels
+            uncovered pixels black), so a detector trained on few videos cannot memorise where each face sits.
+        zoom: scale range of that transform.
+        shift: translation range (fraction of the side) of that transform.
+        rotate: rotation range in degrees of that transform.
     """
 
     hflip: float = 0.5
@@ -49,6 +54,10 @@ class ClipAugment:
     downscale_prob: float = 0.0
     downscale_range: tuple[float, float] = (0.4, 0.9)
     exclusive_flips: bool = False
+    affine_prob: float = 0.0
+    zoom: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.05
+    rotate: float = 10.0
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """Draw one set of parameters."""
@@ -71,7 +80,10 @@ class ClipAugment:
             else None,
             "blur": float(rng.uniform(*self.blur_sigma)) if rng.random() < self.blur_prob else None,
             "downscale": float(rng.uniform(*self.downscale_range)) if rng.random() < self.downscale_prob else None,
-        }
+            "affine": (float(rng.uniform(*self.zoom)), float(rng.uniform(-self.shift, self.shift)),
+                       float(rng.uniform(-self.shift, self.shift)), float(rng.uniform(-self.rotate, self.rotate)))
+            if rng.random() < self.affine_prob else None,
+        }  # fmt: skip
 
     @staticmethod
     def apply(video: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
@@ -86,6 +98,11 @@ class ClipAugment:
         """
         if params["hflip"]:
             video = video.flip(-1)
+        if params.get("affine") is not None:
+            scale, dx, dy, angle = params["affine"]
+            h, w = video.shape[-2:]
+            video = TF.affine(video, angle=angle, translate=[round(dx * w), round(dy * h)], scale=scale, shear=[0.0],
+                              interpolation=TF.InterpolationMode.BILINEAR)  # fmt: skip
         if params["time_flip"]:
             video = video.flip(0)
         jitters = [

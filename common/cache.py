@@ -32,6 +32,7 @@ CONFIG_FILE = "cache_config.json"
 META_FILE = "meta.json"
 CROPS_FILE = "crops.npy"
 TMP_DIR = ".tmp"
+CONFIG_DEFAULTS = {"square": True}  # settings added later: what caches written before them used
 
 
 def entry_dir(cache: Path, video_id: str) -> Path:
@@ -60,7 +61,8 @@ def check_config(cache: Path, config: dict[str, Any]) -> None:
             old = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise DatasetError(path, "cache config is not valid JSON") from None
-        diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+        diff = {k: (old.get(k, CONFIG_DEFAULTS.get(k)), v) for k, v in config.items()
+                if old.get(k, CONFIG_DEFAULTS.get(k)) != v}  # fmt: skip
         if diff:
             k, (a, b) = next(iter(diff.items()))
             raise DatasetError(cache, f"cache was built with {k}={a!r}, this run asks for {b!r}; use another --out")

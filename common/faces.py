@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.ops import box_iou
 
 from common.errors import NoFaceError
 from common.video import VideoReader
@@ -116,23 +117,11 @@ class FaceTrack:
 
 
 def landmarks_in_crop(landmarks: np.ndarray, crop_boxes: np.ndarray, size: int) -> np.ndarray:
-    """Frame-coordinate landmarks ``[N, 5, 2]`` -> pixel coordinates of the ``size`` crops cut at the square
-    ``crop_boxes [N, 4]`` (``x0, y0, x1, y1``): float32 ``[N, 5, 2]``."""
+    """Frame-coordinate landmarks ``[N, 5, 2]`` -> pixel coordinates of the ``size`` crops cut at
+    ``crop_boxes [N, 4]`` (``x0, y0, x1, y1``, resized to ``size x size``): float32 ``[N, 5, 2]``."""
     boxes = np.asarray(crop_boxes, np.float32)
-    side = boxes[:, 2] - boxes[:, 0]
-    return ((np.asarray(landmarks, np.float32) - boxes[:, None, :2]) * (size / side)[:, None, None]).astype(np.float32)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``a [n, 4]`` against one box ``b [4]`` -> ``[n]``."""
-    x1 = np.maximum(a[:, 0], b[0])
-    y1 = np.maximum(a[:, 1], b[1])
-    x2 = np.minimum(a[:, 2], b[2])
-    y2 = np.minimum(a[:, 3], b[3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+    scale = np.stack([size / (boxes[:, 2] - boxes[:, 0]), size / (boxes[:, 3] - boxes[:, 1])], axis=1)
+    return ((np.asarray(landmarks, np.float32) - boxes[:, None, :2]) * scale[:, None, :]).astype(np.float32)
 
 
 def box_jitter(boxes: np.ndarray) -> float:
@@ -154,6 +143,18 @@ def square_boxes(boxes: np.ndarray, margin: float) -> np.ndarray:
     return np.stack([x0, y0, x0 + side, y0 + side], axis=1)
 
 
+def box_regions(boxes: np.ndarray, margin: float) -> np.ndarray:
+    """Integer regions ``[N, 4]`` centred on ``boxes [N, 4]`` keeping their aspect, each side ``margin`` times
+    (cut and stretched to a square crop, as detectors trained on raw face boxes expect)."""
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    w = np.maximum(np.round((boxes[:, 2] - boxes[:, 0]) * margin), 2).astype(np.int64)
+    h = np.maximum(np.round((boxes[:, 3] - boxes[:, 1]) * margin), 2).astype(np.int64)
+    x0 = np.round(cx - w / 2).astype(np.int64)
+    y0 = np.round(cy - h / 2).astype(np.int64)
+    return np.stack([x0, y0, x0 + w, y0 + h], axis=1)
+
+
 def region_overlap(
     region: np.ndarray, frame_shape: tuple[int, ...]
 ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
@@ -168,8 +169,12 @@ def region_overlap(
     return (slice(sy0, sy1), slice(sx0, sx1)), (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
 
 
-def crop_square(frame: np.ndarray, region: np.ndarray, size: int) -> np.ndarray:
-    """Cut ``region (x0, y0, x1, y1)`` from ``frame [H, W, 3]``, zero-padding outside, resize to ``size``.
+RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def crop_square(frame: np.ndarray, region: np.ndarray, size: int, resample: str = "bilinear") -> np.ndarray:
+    """Cut ``region (x0, y0, x1, y1)`` from ``frame [H, W, 3]``, zero-padding outside, resize to ``size x size``
+    (a non-square region is stretched) with ``resample`` (``bilinear``, ``bicubic`` or ``nearest``).
 
     Returns:
         uint8 ``[size, size, 3]``.
@@ -182,7 +187,7 @@ def crop_square(frame: np.ndarray, region: np.ndarray, size: int) -> np.ndarray:
         canvas[in_region] = frame[in_frame]
     if canvas.shape[0] == size and canvas.shape[1] == size:
         return canvas
-    return np.asarray(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(canvas).resize((size, size), RESAMPLING[resample]))
 
 
 def smooth_boxes(frame_indices: np.ndarray, boxes: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
@@ -220,6 +225,9 @@ class FaceExtractor:
     Args:
         crop_size: side of the square crops in pixels.
         margin: the square crop side is ``margin`` times the larger side of the detector box.
+        square: square crops (the default); ``False`` cuts the detector box itself (each side ``margin``
+            times) and stretches it to ``crop_size`` (for detectors trained on such crops).
+        resample: interpolation of the crops (``bilinear``, ``bicubic``, ``nearest``).
         device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda:0"``...
         batch_size: frames per MTCNN call; ``None`` = 32 on a GPU, 4 on the CPU (measured: larger CPU
             batches are slower, see ``forgelab bench preprocess``).
@@ -240,6 +248,8 @@ class FaceExtractor:
         margin: float = 1.3,
         device: str = "auto",
         batch_size: int | None = None,
+        square: bool = True,
+        resample: str = "bilinear",
         detect_max_side: int | None = 480,
         min_face_size: int = 20,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
@@ -251,6 +261,8 @@ class FaceExtractor:
 
         self.crop_size = crop_size
         self.margin = margin
+        self.square = square
+        self.resample = resample
         self.device = resolve_device(device)
         self.batch_size = batch_size or (32 if self.device.type == "cuda" else 4)
         self.detect_max_side = detect_max_side
@@ -335,7 +347,7 @@ class FaceExtractor:
             areas = (bx[:, 2] - bx[:, 0]) * (bx[:, 3] - bx[:, 1])
             j = int(np.argmax(areas))
             if prev is not None:
-                iou = box_iou(bx, prev)
+                iou = box_iou(torch.from_numpy(bx), torch.from_numpy(prev[None]))[:, 0].numpy()
                 if iou.max() >= self.track_iou:
                     j = int(np.argmax(iou))
             boxes[i], lms[i], scores[i] = bx[j], lm[j], sc[j]
@@ -370,7 +382,7 @@ class FaceExtractor:
             landmarks=lms.astype(np.float32),
             scores=scores,
             detected=detected,
-            crop_boxes=square_boxes(boxes, self.margin),
+            crop_boxes=square_boxes(boxes, self.margin) if self.square else box_regions(boxes, self.margin),
             frame_size=frame_size,
             interpolated=skipped,
         )
@@ -444,7 +456,7 @@ class FaceExtractor:
             pos = 0
             for _, frames in chunks:
                 for frame in frames:
-                    out[pos] = crop_square(frame, track.crop_boxes[pos], self.crop_size)
+                    out[pos] = crop_square(frame, track.crop_boxes[pos], self.crop_size, self.resample)
                     pos += 1
             track.crops = out
         return track

@@ -102,9 +102,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
 
 def run_metadata(trainer: pl.Trainer, config_yaml: str) -> dict[str, Any]:
     """What every run records: the experiment YAML, git commit and dataset-index hash."""
-    dm = trainer.datamodule
-    if dm is not None and not getattr(dm, "dataset_hash", "") and hasattr(dm, "setup"):
-        dm.setup("fit")
+    dm = trainer.datamodule  # already set up: Lightning runs the data module's setup before callbacks'
     return {
         "experiment_yaml": config_yaml,
         "config": yaml.safe_load(config_yaml) if config_yaml else {},
@@ -122,11 +120,10 @@ class LogRunConfig(SaveConfigCallback):
             logger.log_hyperparams({k: v for k, v in meta.items() if k != "experiment_yaml"})
             if isinstance(logger, WandbLogger):
                 logger.experiment.config.update({"experiment_yaml": meta["experiment_yaml"]}, allow_val_change=True)
-        if trainer.log_dir:
-            Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
-            (Path(trainer.log_dir) / "run_meta.yaml").write_text(
-                yaml.safe_dump({k: meta[k] for k in ("git_commit", "dataset_hash")})
-            )
+        folder = run_dir(trainer)  # never trainer.log_dir here: it broadcasts, and only rank 0 runs this
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "run_meta.yaml").write_text(yaml.safe_dump({k: meta[k] for k in ("git_commit", "dataset_hash")}))
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -135,12 +132,21 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return a.permute(1, 2, 0).numpy() if a.ndim == 3 else a.permute(0, 2, 3, 1).numpy()
 
 
+def run_dir(trainer: pl.Trainer) -> Path | None:
+    """The run folder (the first logger's, as Lightning's ``trainer.log_dir``), read without a collective call:
+    safe on one rank under DDP."""
+    for logger in trainer.loggers:
+        if logger.log_dir:
+            return Path(logger.log_dir)
+    return Path(trainer.default_root_dir) if trainer.default_root_dir else None
+
+
 def media_dir(trainer: pl.Trainer) -> Path:
-    """``<log_dir>/media`` (the CSV logger's run folder when there is one)."""
+    """``<run folder>/media`` (the CSV logger's run folder when there is one)."""
     for logger in trainer.loggers:
         if isinstance(logger, CSVLogger):
             return Path(logger.log_dir) / "media"
-    return Path(trainer.log_dir or trainer.default_root_dir) / "media"
+    return (run_dir(trainer) or Path(".")) / "media"
 
 
 def log_media(trainer: pl.Trainer, items: dict[str, torch.Tensor], fps: float = 4.0) -> list[Path]:

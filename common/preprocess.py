@@ -1,8 +1,10 @@
-"""``forgelab preprocess``: turn a dataset into a face-crop cache, resumably, in parallel, in shards."""
+"""Turn a dataset into a face-crop cache (:mod:`common.cache`), resumably, in parallel, in shards.
+
+The library behind ``forgelab preprocess`` and ``VideoDataModule(build_cache=True)``.
+"""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -18,7 +20,6 @@ from tqdm import tqdm
 
 from common import cache as cache_mod
 from common.datasets import VideoRecord
-from common.datasets.registry import add_dataset_arguments, index_from_args
 from common.errors import ForgelabError
 from common.faces import FaceExtractor
 from common.video import VideoReader, sample_indices
@@ -31,18 +32,20 @@ class PreprocessConfig:
     frames: str = "even:32"
     crop_size: int = 224
     margin: float = 1.3
+    square: bool = True
     device: str = "auto"
     batch_size: int | None = None
     detect_max_side: int | None = 480
 
     def cache_fields(self) -> dict[str, Any]:
         """The settings that change the cache's content."""
-        return {"frames": self.frames, "crop_size": self.crop_size, "margin": self.margin}
+        return {"frames": self.frames, "crop_size": self.crop_size, "margin": self.margin, "square": self.square}
 
     def extractor(self) -> FaceExtractor:
         return FaceExtractor(
             crop_size=self.crop_size,
             margin=self.margin,
+            square=self.square,
             device=self.device,
             batch_size=self.batch_size,
             detect_max_side=self.detect_max_side,
@@ -64,17 +67,6 @@ def in_shard(video_id: str, shard: tuple[int, int]) -> bool:
     """Stable assignment of a video to shard ``i`` of ``n`` (by a hash of its id)."""
     i, n = shard
     return int(hashlib.sha1(video_id.encode()).hexdigest(), 16) % n == i
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shard {text!r}: expected i/n, e.g. 0/4") from None
-    if not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"shard {text!r}: need 0 <= i < n")
-    return i, n
 
 
 def process_video(record: VideoRecord, cache: Path, extractor: FaceExtractor, frames: str, tag: str) -> Outcome:
@@ -198,50 +190,3 @@ def _write_failures(cache: Path, tag: str, failed: list[Outcome]) -> None:
     tmp = cache / f".{name}.tmp{os.getpid()}"
     tmp.write_text(buf.getvalue())
     os.replace(tmp, cache / name)
-
-
-# ---------------------------------------------------------------------- CLI
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``forgelab preprocess``."""
-    p = sub.add_parser("preprocess", help="extract face crops of a dataset into a cache folder")
-    add_dataset_arguments(p)
-    p.add_argument("--out", required=True, type=Path, help="cache folder to create or resume")
-    p.add_argument(
-        "--frames",
-        default="even:32",
-        help="all | even:N | first:N | windows:K:L (K runs of L frames); default even:32",
-    )
-    p.add_argument("--splits", default="train,val,test", help="comma-separated splits to process")
-    p.add_argument("--crop-size", type=int, default=224)
-    p.add_argument("--margin", type=float, default=1.3, help="square crop side / detector box side")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (one detector each)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4 CPU, 32 GPU)")
-    p.add_argument("--detect-max-side", type=int, default=480, help="detect at most at this resolution (0 = full)")
-    p.add_argument("--shard", type=parse_shard, default=(0, 1), help="process shard i of n (e.g. 0/4)")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the preprocess command; returns the exit code (3 when some videos failed)."""
-    sample_indices(100, args.frames)  # validate the spec before any work
-    splits = {s.strip() for s in args.splits.split(",") if s.strip()}
-    records = [r for r in index_from_args(args).records() if r.split in splits]
-    config = PreprocessConfig(
-        frames=args.frames,
-        crop_size=args.crop_size,
-        margin=args.margin,
-        device=args.device,
-        batch_size=args.batch_size,
-        detect_max_side=args.detect_max_side or None,
-    )
-    summary = run_preprocess(records, args.out, config, workers=args.workers, shard=args.shard)
-    print(
-        f"preprocess: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped; "
-        f"{summary['frames']} frames in {summary['seconds']} s ({summary['frames_per_second']} frames/s)"
-    )
-    for f in summary["failures"][:10]:
-        print(f"  failed {f['video_id']}: {f['reason']}")
-    if summary["failed"]:
-        print(f"  all failures: {args.out / 'failures.csv'}")
-    return 3 if summary["failed"] else 0

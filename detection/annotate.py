@@ -1,7 +1,7 @@
 """Annotated verdict videos: face box, label and confidence on every frame, and a score timeline.
 
 Boxes come from face tracking over every frame; the label colour is the video's verdict (green REAL,
-red FAKE); the strip at the bottom plots each clip's p(fake) over the video's length with the 0.5
+red FAKE, amber INCONCLUSIVE); the strip at the bottom plots each clip's p(fake) over the video's length with the 0.5
 threshold and a cursor at the current frame. The output keeps the input's size, fps and audio.
 """
 
@@ -20,6 +20,8 @@ from common.video import VideoReader, write_video
 
 GREEN = (40, 200, 70)
 RED = (230, 40, 40)
+AMBER = (245, 165, 20)
+VERDICT_COLOURS = {"REAL": GREEN, "FAKE": RED, "INCONCLUSIVE": AMBER}
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -45,12 +47,13 @@ def draw_frame(frame: np.ndarray, box: np.ndarray | None, result: dict[str, Any]
         frame = paste_heat(frame, *heat)
     img = Image.fromarray(frame)
     draw = ImageDraw.Draw(img)
-    colour = RED if result["verdict"] == "FAKE" else GREEN
+    colour = VERDICT_COLOURS[result["verdict"]]
     font = _font(max(10, h // 14))
     line = max(2, h // 120)
     if box is not None:
         draw.rectangle([float(v) for v in box], outline=colour, width=line)
-    text = f"{result['verdict']} {result['confidence']:.0f}%"
+    text = (f"{result['verdict']} {result['confidence']:.0f}%" if result["verdict"] != "INCONCLUSIVE"
+            else f"INCONCLUSIVE p(fake) {result['p_fake']:.2f}")  # fmt: skip
     x0 = float(box[0]) if box is not None else 4.0
     y0 = float(box[1]) if box is not None else 4.0
     tb = draw.textbbox((0, 0), text, font=font)
@@ -72,15 +75,15 @@ def draw_frame(frame: np.ndarray, box: np.ndarray | None, result: dict[str, Any]
 
 
 def paste_heat(frame: np.ndarray, region: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """Overlay a CAM (crop coordinates) on the square crop ``region`` of ``frame``."""
+    """Overlay a CAM (crop coordinates) on the crop ``region`` of ``frame`` (stretched back when not square)."""
     from detection.cam import overlay
 
     out = frame.copy()
     overlap = region_overlap(region, frame.shape)
     if overlap is not None:
         in_frame, in_region = overlap
-        side = int(region[2]) - int(region[0])
-        big = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)) / 255
+        size = (int(region[2]) - int(region[0]), int(region[3]) - int(region[1]))
+        big = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(size, Image.BILINEAR)) / 255
         out[in_frame] = overlay(out[in_frame], big[in_region])
     return out
 

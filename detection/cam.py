@@ -1,46 +1,34 @@
-"""Class-activation heatmaps (Grad-CAM on the trunk's last convolutional block) for ``detect --cam``.
+"""Class-activation heatmaps for ``detect --cam``: Grad-CAM (Selvaraju et al., ICCV 2017, Eq. 1-2) from the
+maintained ``grad-cam`` package, on the layer every detector declares (:meth:`Detector.feature_layer`).
 
-For a clip, the gradient of the fake logit with respect to each frame's trunk feature map weights that
-map's channels (Selvaraju et al., ICCV 2017, Eq. 1-2); the ReLU of the weighted sum, normalised to
-[0, 1] over the clip, shows where the detector looked.
+For a clip, the gradient of the fake logit with respect to each frame's feature map weights that map's
+channels; the ReLU of the weighted sum, normalised to [0, 1] per frame, shows where the detector looked.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from detection.models import Detector
 
 
-def trunk_of(module: nn.Module) -> nn.Module:
-    """The CNN trunk of our model (``.trunk``) or of the published adapter (``.model.model``)."""
-    if hasattr(module, "trunk"):
-        return module.trunk
-    return module.model.model
+class ClipGradCAM(GradCAM):
+    """Grad-CAM for a clip ``[1, T, 3, H, W]``: the target layer's T per-frame maps are scaled to ``H x W``
+    (the package reads a 5-D input as one 3-D volume otherwise)."""
+
+    def get_target_width_height(self, input_tensor: torch.Tensor) -> tuple[int, int]:
+        return input_tensor.size(-1), input_tensor.size(-2)
 
 
-def grad_cam(module: nn.Module, clip: torch.Tensor) -> np.ndarray:
+def grad_cam(detector: Detector, clip: torch.Tensor) -> np.ndarray:
     """Heatmaps ``[T, S, S]`` in [0, 1] for one clip ``[1, T, 3, S, S]`` (RGB [0, 1]) toward "fake"."""
-    captured: list[torch.Tensor] = []
-
-    def keep(_: nn.Module, __: tuple, out: torch.Tensor) -> None:
-        out.retain_grad()
-        captured.append(out)
-
-    handle = trunk_of(module).register_forward_hook(keep)
-    try:
-        with torch.enable_grad():
-            logits = module(clip)
-            logits[0, 1].backward()
-    finally:
-        handle.remove()
-        module.zero_grad(set_to_none=True)
-    fmap = captured[-1]
-    weights = fmap.grad.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * fmap).sum(dim=1, keepdim=True)).detach()
-    cam = F.interpolate(cam, size=clip.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return (cam / cam.max().clamp_min(1e-8)).cpu().numpy()
+    with ClipGradCAM(model=detector, target_layers=[detector.feature_layer()]) as cam:
+        heat = cam(input_tensor=clip, targets=[ClassifierOutputTarget(1)])
+    detector.zero_grad(set_to_none=True)
+    return np.nan_to_num(np.asarray(heat, dtype=np.float32)).clip(0, 1)
 
 
 def overlay(crop_region: np.ndarray, heat: np.ndarray, strength: float = 0.45) -> np.ndarray:

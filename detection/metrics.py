@@ -1,6 +1,7 @@
 """Detection metrics at clip and video level: AUC, AP, EER, accuracy; video aggregation rules; plots.
 
-Scores are p(fake) (label 1 = fake). A video's score aggregates its clips' (or frames') scores:
+Scores are p(fake) (label 1 = fake); :func:`is_fake` is the one decision rule (``p > threshold``) used by
+accuracy, the confusion matrix and every verdict. A video's score aggregates its clips' (or frames') scores:
 ``mean`` (the field's default), ``max``, or ``confident`` (the DFDC winner's rule: if more than
 max(11, n/2.5) scores exceed 0.8 average those; else if more than 90 % are below 0.2 average those;
 else the plain mean).
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import (
-    binary_accuracy,
-    binary_auroc,
-    binary_average_precision,
-    binary_confusion_matrix,
-    binary_roc,
-)
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_eer, binary_roc
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def is_fake(p_fake: float | np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> bool | np.ndarray:
+    """The decision rule: FAKE when p(fake) is strictly above ``threshold``."""
+    return np.asarray(p_fake) > threshold if isinstance(p_fake, np.ndarray) else bool(p_fake > threshold)
 
 
 def confident_mean(scores: np.ndarray) -> float:
@@ -55,34 +58,30 @@ def aggregate(scores: Sequence[float], labels: Sequence[int], video_ids: Sequenc
     )
 
 
-def eer(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Equal error rate: where the false-positive rate equals the false-negative rate."""
-    fpr, tpr, _ = binary_roc(scores, labels)
-    fnr = 1 - tpr
-    i = int(torch.argmin((fnr - fpr).abs()))
-    return float((fpr[i] + fnr[i]) / 2)
-
-
-def binary_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> dict[str, float]:
-    """ACC (threshold 0.5), AUC, AP, EER and counts; AUC/AP/EER are NaN when only one class is present."""
-    s = torch.as_tensor(np.asarray(scores, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    out = {"acc": float(binary_accuracy(s, y)), "n": int(len(y)), "n_fake": int(y.sum()), "n_real": int((1 - y).sum())}
-    if 0 < int(y.sum()) < len(y):
-        out.update(auc=float(binary_auroc(s, y)), ap=float(binary_average_precision(s, y)), eer=eer(s, y))
+def binary_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                   threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:  # fmt: skip
+    """ACC (:func:`is_fake` at ``threshold``), AUC, AP, EER and counts; AUC/AP/EER are NaN for a single class."""
+    s_np = np.asarray(scores, dtype=np.float32)
+    y_np = np.asarray(labels, dtype=np.int64)
+    acc = float((is_fake(s_np, threshold) == (y_np == 1)).mean()) if len(y_np) else float("nan")
+    out = {"acc": acc, "n": int(len(y_np)), "n_fake": int(y_np.sum()), "n_real": int((1 - y_np).sum())}
+    if 0 < int(y_np.sum()) < len(y_np):
+        s, y = torch.as_tensor(s_np), torch.as_tensor(y_np)
+        out.update(auc=float(binary_auroc(s, y)), ap=float(binary_average_precision(s, y)), eer=float(binary_eer(s, y)))
     else:
         out.update(auc=float("nan"), ap=float("nan"), eer=float("nan"))
     return out
 
 
-def confusion(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
-    """2x2 counts, rows = true (real, fake), columns = predicted (real, fake), threshold 0.5."""
-    s = torch.as_tensor(np.asarray(scores, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    return binary_confusion_matrix(s, y).numpy()
+def confusion(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+              threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:  # fmt: skip
+    """2x2 counts, rows = true (real, fake), columns = predicted (real, fake) by :func:`is_fake`."""
+    pred = is_fake(np.asarray(scores, dtype=np.float32), threshold).astype(int)
+    y = np.asarray(labels, dtype=np.int64)
+    return np.array([[int(((y == t) & (pred == p)).sum()) for p in (0, 1)] for t in (0, 1)])
 
 
-def _figure_to_tensor(fig) -> torch.Tensor:  # noqa: ANN001
+def _figure_to_tensor(fig: Any) -> torch.Tensor:
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     import matplotlib.pyplot as plt
@@ -110,15 +109,15 @@ def roc_image(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.n
     return _figure_to_tensor(fig)
 
 
-def confusion_image(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, title: str
-                    ) -> torch.Tensor:  # fmt: skip
-    """Confusion matrix (threshold 0.5) as an image tensor ``[3, H, W]``."""
+def confusion_image(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, title: str,
+                    threshold: float = DEFAULT_THRESHOLD) -> torch.Tensor:  # fmt: skip
+    """Confusion matrix (:func:`is_fake` at ``threshold``) as an image tensor ``[3, H, W]``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cm = confusion(scores, labels)
+    cm = confusion(scores, labels, threshold)
     fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=80)
     ax.imshow(cm, cmap="Blues")
     for i in range(2):

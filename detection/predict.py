@@ -1,14 +1,18 @@
-"""Video -> verdict: ``forgelab detect`` and the shared detector loading used by ``evaluate``.
+"""Video -> verdict, the library behind ``forgelab detect``.
 
-A detector is either our Lightning checkpoint (``.ckpt`` of :class:`DetectionSystem`) or a published
-``model_<acc>_acc_<frames>_frames_<tag>.pt`` file (through the legacy adapter). Faces are found and
-tracked over the whole video, K clips of T frames are spread over its whole length (not only its first
-frames), each clip gets p(fake), and the video's score is their mean.
+Faces are found and tracked in K clips of T frames spread over the whole video (every ``stride``-th frame,
+T, crop size and margin from the detector's input spec), each clip gets p(fake), and the video's score
+aggregates them (the spec's rule). The verdict says what it rests on:
+
+* **INCONCLUSIVE** when a face was actually *detected* (not filled in from neighbouring frames) in less
+  than ``min_face_share`` of the scored frames, or when p(fake) lies within ``band`` of the threshold;
+* otherwise **FAKE** when p(fake) > threshold (:func:`detection.metrics.is_fake`), else **REAL**.
+
+The JSON result names the rule that decided, the counts of detected and filled-in faces and the threshold.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,144 +21,160 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.checkpoints import newest_best_checkpoint, read_checkpoint
-from common.data import eval_starts, to_tensor_clip
-from common.errors import CheckpointError, ConfigError
-from common.faces import FaceExtractor, FaceTrack, resolve_device
+from common.clips import eval_starts
+from common.errors import ConfigError
+from common.faces import FaceExtractor, FaceTrack
+from common.frames import to_tensor_clip
 from common.video import VideoReader
-from detection.models.legacy import is_legacy_file, load_legacy
+from detection.loading import LoadedDetector
+from detection.metrics import AGGREGATIONS, DEFAULT_THRESHOLD, is_fake
 
-DEFAULT_RUNS = Path("outputs/runs/detector_sample")
+
+@dataclass(frozen=True)
+class VerdictRules:
+    """When a score becomes REAL, FAKE or INCONCLUSIVE.
+
+    Attributes:
+        threshold: FAKE when p(fake) is above it.
+        band: INCONCLUSIVE when ``|p(fake) - threshold| < band``.
+        min_face_share: INCONCLUSIVE when faces were detected in fewer of the scored frames than this.
+    """
+
+    threshold: float = DEFAULT_THRESHOLD
+    band: float = 0.1
+    min_face_share: float = 0.5
+
+    def decide(self, p_fake: float, face_share: float) -> tuple[str, str, str]:
+        """``(verdict, rule, reason)`` for a video score and the share of scored frames with a detected face."""
+        if face_share < self.min_face_share:
+            return ("INCONCLUSIVE", "few_faces", f"a face was detected in only {100 * face_share:.0f} % of the "
+                    f"scored frames (needs {100 * self.min_face_share:.0f} %)")  # fmt: skip
+        if abs(p_fake - self.threshold) < self.band:
+            return ("INCONCLUSIVE", "near_threshold", f"p(fake) {p_fake:.3f} lies within {self.band:g} of the "
+                    f"threshold {self.threshold:g}")  # fmt: skip
+        verdict = "FAKE" if is_fake(p_fake, self.threshold) else "REAL"
+        side = "above" if verdict == "FAKE" else "below"
+        return verdict, "score", f"p(fake) {p_fake:.3f} is {side} the threshold {self.threshold:g}"
 
 
 @dataclass
-class Detector:
-    """A loaded detector: ``module(video [B, T, 3, S, S] RGB [0, 1]) -> logits [B, 2]`` (index 1 = fake)."""
+class Analysis:
+    """One scored video.
 
-    module: torch.nn.Module
-    clip_len: int
-    size: int
-    kind: str
-    path: str
-    device: torch.device
+    Attributes:
+        result: the JSON-ready result.
+        plan: frame numbers of each scored clip.
+        clips: the face clips fed to the detector, float ``[K, T, 3, S, S]`` RGB [0, 1].
+        track: the face track of the scored frames.
+    """
 
-    @torch.no_grad()
-    def p_fake(self, clips: torch.Tensor, batch_size: int = 8) -> np.ndarray:
-        """p(fake) of each clip of ``clips [K, T, 3, S, S]``."""
-        out = []
-        for i in range(0, len(clips), batch_size):
-            logits = self.module(clips[i : i + batch_size].to(self.device))
-            out.append(logits.float().softmax(1)[:, 1].cpu())
-        return torch.cat(out).numpy()
+    result: dict[str, Any]
+    plan: list[list[int]]
+    clips: torch.Tensor
+    track: FaceTrack
 
 
-def load_detector(path: str | Path | None, device: str = "auto") -> Detector:
-    """Load our checkpoint or a published file; ``None`` takes the newest sample run's best checkpoint."""
-    if path is None:
-        path = newest_best_checkpoint(DEFAULT_RUNS)
-        if path is None:
-            raise CheckpointError("--checkpoint", "none given and no sample run found: run `make train-detector` or "
-                                  "pass --checkpoint (ours .ckpt or a published model_*.pt)")  # fmt: skip
-    dev = resolve_device(device)
-    if is_legacy_file(path):
-        adapter = load_legacy(path)
-        adapter.model.model.to(memory_format=torch.channels_last)  # same numbers, faster convolutions
-        return Detector(adapter.to(dev).eval(), adapter.frames, adapter.size, "legacy", str(path), dev)
-    data = read_checkpoint(path)
-    if "state_dict" not in data or not any(k.startswith("model.") for k in data["state_dict"]):
-        raise CheckpointError(path, "not a DetectionSystem checkpoint nor a published model_<acc>_acc_<n>_frames_*.pt")
-    from detection.system import DetectionSystem
-
-    accepted = inspect.signature(DetectionSystem.__init__).parameters
-    hp = {k: v for k, v in data.get("hyper_parameters", {}).items() if k in accepted}  # drops CLI's _class_path
-    hp["pretrained"] = False  # the weights come from the checkpoint
-    system = DetectionSystem(**hp)
-    try:
-        system.load_state_dict(data["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(path, f"weights do not fit the architecture ({str(exc).splitlines()[0]})") from None
-    system.model.trunk.to(memory_format=torch.channels_last)  # inference: faster on CPU and GPU alike
-    settings = data.get("forgelab_data", {})
-    return Detector(system.model.to(dev).eval(), int(settings.get("clip_len", 20)), int(settings.get("size", 112)),
-                    "forgelab", str(path), dev)  # fmt: skip
+def clip_plan(num_frames: int, clip_len: int, clips: int, stride: int = 1) -> list[list[int]]:
+    """``clips`` runs of ``clip_len`` frames (every ``stride``-th) spread evenly over the whole video."""
+    t = max(1, min(clip_len, (num_frames - 1) // stride + 1))
+    starts = sorted(set(eval_starts(num_frames, t, stride, clips)))
+    return [[s + j * stride for j in range(t)] for s in starts]
 
 
-def clip_plan(num_frames: int, clip_len: int, clips: int) -> list[list[int]]:
-    """``clips`` runs of ``clip_len`` consecutive frames spread evenly over the whole video."""
-    t = min(clip_len, num_frames)
-    starts = sorted(set(eval_starts(num_frames, t, 1, clips)))
-    return [list(range(s, s + t)) for s in starts]
+def extractor_for(detector: LoadedDetector) -> FaceExtractor:
+    """A face extractor cutting the crops the detector's input spec asks for."""
+    spec = detector.spec
+    return FaceExtractor(crop_size=spec.size, margin=spec.margin, square=spec.square, resample=spec.resize,
+                         device=str(detector.device))  # fmt: skip
 
 
 def analyse(
     video: str | Path,
-    detector: Detector,
+    detector: LoadedDetector,
     extractor: FaceExtractor,
     clips: int = 4,
     frames: int | None = None,
-    detect_every: int = 2,
-) -> tuple[dict[str, Any], FaceTrack]:
-    """Score one video; returns the JSON-ready result and the face track of the scored frames.
+    rules: VerdictRules | None = None,
+    detect_every: int = 1,
+) -> Analysis:
+    """Score one video (see the module docstring).
 
-    Inside each clip of consecutive frames the face detector runs on every ``detect_every``-th frame
-    (and the last); the track interpolates the others.
+    Args:
+        video: the video file.
+        detector: the loaded detector.
+        extractor: face extractor (:func:`extractor_for`).
+        clips: K clips spread over the whole video.
+        frames: T frames per clip (default: the detector's spec).
+        rules: the verdict rules.
+        detect_every: run the face detector on every k-th scored frame (1 = all; the others are then
+            interpolated and do not count as detected faces).
+
+    Raises:
+        NoFaceError: no scored frame has a face.
     """
-    clip_len = frames or detector.clip_len
+    rules = rules or VerdictRules()
+    spec = detector.spec
+    clip_len = frames or spec.frames
     if clip_len <= 0 or clips <= 0:
         raise ConfigError("--frames and --clips must be positive")
     with VideoReader(video) as reader:
         info = reader.info
-        plan = clip_plan(info.num_frames, clip_len, clips)
+        plan = clip_plan(info.num_frames, clip_len, clips, spec.stride)
         wanted = sorted({i for c in plan for i in c})
         track = extractor.extract(reader, wanted, detect_every=detect_every)
     pos = {int(f): i for i, f in enumerate(track.frame_indices)}
     crops = to_tensor_clip(track.crops, None)
     batch = torch.stack([crops[[pos[i] for i in c]] for c in plan])
     scores = detector.p_fake(batch)
-    p = float(scores.mean())
-    verdict = "FAKE" if p >= 0.5 else "REAL"
+    p = AGGREGATIONS[spec.aggregation](scores)
+    detected = int(track.detected.sum())
+    interpolated = int(track.interpolated.sum()) if track.interpolated is not None else 0
+    verdict, rule, reason = rules.decide(p, detected / len(wanted))
     result = {
         "video": str(video),
         "verdict": verdict,
+        "verdict_rule": rule,
+        "verdict_reason": reason,
         "confidence": round(100 * max(p, 1 - p), 1),
         "p_fake": round(p, 4),
+        "threshold": rules.threshold,
+        "inconclusive_band": rules.band,
+        "min_face_share": rules.min_face_share,
         "clips": [{"start": c[0], "end": c[-1], "p_fake": round(float(s), 4)} for c, s in zip(plan, scores)],
         "frames_per_clip": len(plan[0]),
+        "frame_stride": spec.stride,
         "frames_used": len(wanted),
-        "faces_found": int((~track.missing()).sum()),
+        "faces_found": detected,
+        "faces_detected_share": round(detected / len(wanted), 4),
+        "frames_face_interpolated": interpolated,
+        "frames_face_filled": int((~track.detected).sum()) - interpolated,
         "frames_without_face": track.frame_indices[track.missing()].tolist(),
-        "frames_interpolated": int(track.interpolated.sum()) if track.interpolated is not None else 0,
         "video_info": {"fps": round(info.fps, 3), "frames": info.num_frames, "size": [info.width, info.height]},
-        "detector": {"kind": detector.kind, "checkpoint": detector.path, "input_size": detector.size},
+        "detector": {**detector.describe(), "input_spec": spec.to_dict()},
     }
-    result["_plan"] = plan
-    result["_batch"] = batch
-    return result, track
+    return Analysis(result, plan, batch, track)
 
 
-def clip_cams(detector: Detector, result: dict[str, Any]) -> dict[int, np.ndarray]:
+def clip_cams(detector: LoadedDetector, analysis: Analysis) -> dict[int, np.ndarray]:
     """Grad-CAM heatmap ``[S, S]`` for every scored frame number (see :mod:`detection.cam`)."""
     from detection.cam import grad_cam
 
     heat: dict[int, np.ndarray] = {}
-    for c, clip in zip(result["_plan"], result["_batch"]):
+    for c, clip in zip(analysis.plan, analysis.clips):
         for f, h in zip(c, grad_cam(detector.module, clip[None].to(detector.device))):
             heat[f] = h
     return heat
 
 
-def public(result: dict[str, Any]) -> dict[str, Any]:
-    """The result without its internal fields."""
-    return {k: v for k, v in result.items() if not k.startswith("_")}
-
-
 def print_result(result: dict[str, Any], as_json: bool) -> None:
     """Human-readable line per video, or the JSON document."""
-    result = public(result)
     if as_json:
         print(json.dumps(result, indent=2))
         return
     clips = ", ".join(f"{c['start']}-{c['end']}: {c['p_fake']:.2f}" for c in result["clips"])
     faces = f"{result['faces_found']}/{result['frames_used']}"
-    print(f"{result['video']}: {result['verdict']} ({result['confidence']:.1f} % confident, p(fake) "
-          f"{result['p_fake']:.3f}); clips {clips}; faces in {faces} frames")  # fmt: skip
+    d = result["detector"]
+    source = "; ".join(v for v in (d.get("weights"), d.get("source"), d.get("licence")) if v)
+    print(f"{result['video']}: {result['verdict']} ({result['verdict_reason']}; {result['confidence']:.1f} % "
+          f"confident); clips {clips}; faces detected in {faces} frames; detector {d['name']}"
+          + (f" ({source})" if source else ""))  # fmt: skip

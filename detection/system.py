@@ -1,15 +1,23 @@
-"""``DetectionSystem``: the ResNeXt-LSTM detector as a LightningModule.
+"""``DetectionSystem``: any :class:`~detection.models.Detector` trained and evaluated as a LightningModule.
 
-Cross-entropy on 2 logits (index 1 = fake), Adam (lr 1e-5, weight decay 1e-3 by default, the seed
-report's recipe). Validation and test compute ACC, AUC, AP and EER on clip scores p(fake) and on video
-scores (clips aggregated by ``mean``, ``max`` or the DFDC ``confident`` rule), log the video-level ROC
-curve and confusion matrix as images, and the experiments keep the checkpoint with the best
-**validation** video AUC. On a GPU the trunk runs channels-last (bf16-mixed comes from the run's
-precision); on the CPU fp32.
+Cross-entropy on 2 logits (index 1 = fake), Adam (lr 1e-5, weight decay 1e-3 by default, the seed report's
+recipe). Validation and test run the one evaluation routine (:mod:`detection.evaluation`): ACC, AUC, AP
+and EER on clip scores p(fake) and on video scores (clips aggregated by ``mean``, ``max`` or the DFDC
+``confident`` rule), the video-level ROC curve and confusion matrix as images; the experiments keep the
+checkpoint with the best **validation** AUC. Every rank computes the same metrics from the gathered scores
+and logs them, so a ModelCheckpoint can monitor them under DDP.
+
+The detector is chosen in the experiment YAML by ``class_path``; its configuration is stored in the
+checkpoint (``hparams["detector"]``) together with the input spec the fit recorded (crop size and margin,
+frames and stride of the data module, aggregation), so ``DetectionSystem.load_from_checkpoint(path)``,
+``detect`` and ``evaluate`` rebuild it with no other argument. Pretrained (ImageNet) weights only seed a
+fresh fit: loading a trained checkpoint never needs them.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -17,66 +25,74 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from detection.metrics import aggregate, binary_metrics, confusion_image, roc_image
-from detection.models import ResNeXtLSTM
+from detection.evaluation import ClipScores, readable, report_images, summarise, with_failures
+from detection.metrics import DEFAULT_THRESHOLD
+from detection.models import Detector, InputSpec, build_detector
+
+SPEC_KEY = "input_spec"
 
 
 class DetectionSystem(pl.LightningModule):
-    """Video-level real/fake classifier.
+    """Video-level real/fake classifier around one detector.
 
     Args:
-        trunk: torchvision name (``resnext50_32x4d``) or ``timm:<name>``.
-        pretrained: ImageNet-initialised trunk from a local file (see ``pretrained/``).
-        hidden_size: LSTM width.
-        num_layers: LSTM layers.
-        dropout: dropout before the head.
-        head: classify the ``last`` LSTM state or the ``mean`` over time.
+        detector: any :class:`Detector` (``class_path`` / ``init_args`` in YAML).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        aggregation: clip -> video score rule (``mean``, ``max``, ``confident``).
-        channels_last: channels-last trunk; ``None`` = on GPU only.
         lr_schedule: ``"constant"`` (the recipe) or ``"cosine"`` decay to 0 over the run (settles
             BatchNorm statistics, hence calibration, when training from scratch at a high rate).
+        aggregation: clip -> video score rule (``mean``, ``max``, ``confident``), stored in the input spec.
+        threshold: p(fake) above which a clip or video counts as fake in accuracy and confusion matrices.
+        channels_last: channels-last convolutions; ``None`` = on GPU only.
     """
 
     def __init__(
         self,
-        trunk: str = "resnext50_32x4d",
-        pretrained: bool = False,
-        hidden_size: int = 2048,
-        num_layers: int = 1,
-        dropout: float = 0.4,
-        head: Literal["last", "mean"] = "last",
+        detector: Detector,
         lr: float = 1e-5,
         weight_decay: float = 1e-3,
-        aggregation: Literal["mean", "max", "confident"] = "mean",
-        channels_last: bool | None = None,
         lr_schedule: Literal["constant", "cosine"] = "constant",
+        aggregation: Literal["mean", "max", "confident"] = "mean",
+        threshold: float = DEFAULT_THRESHOLD,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.model = ResNeXtLSTM(trunk, pretrained, hidden_size, num_layers, dropout, head)
+        if isinstance(detector, Mapping):  # load_from_checkpoint: the stored configuration
+            detector = build_detector(dict(detector))
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, not {lr_schedule!r}")
+        self.save_hyperparameters(ignore=["detector"])
+        self.hparams.pop("_instantiator", None)  # always rebuilt through build_detector (known classes only)
+        self.hparams["detector"] = detector.config()
+        self.detector = detector
+        self.detector.input_spec = detector.input_spec.replace(aggregation=aggregation)
         self.pending_media: dict[str, torch.Tensor] = {}
-        self._outputs: dict[str, list[tuple[float, int, str]]] = {"val": [], "test": []}
-        self.data_settings: dict[str, Any] = {}
+        self._scores: dict[str, ClipScores] = {"val": ClipScores(), "test": ClipScores()}
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """``video [B, T, 3, H, W]`` RGB [0, 1] -> logits ``[B, 2]``."""
-        return self.model(video)
+        return self.detector(video)
 
     def setup(self, stage: str) -> None:
         use = self.hparams.channels_last
-        if use or (use is None and self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"):
-            self.model.trunk.to(memory_format=torch.channels_last)
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None:
-            self.data_settings = {"clip_len": int(dm.clip_len), "size": int(dm.size), "frame_stride": dm.frame_stride}
+        if use or (use is None and self.trainer.strategy.root_device.type == "cuda"):
+            self.detector.to_channels_last()
+        if stage == "fit":
+            self.detector.init_pretrained()  # a resumed fit then restores its checkpoint over these
+        dm = self.trainer.datamodule
+        if dm is not None and getattr(dm, "mode", "clip") == "clip":
+            spec = self.detector.input_spec
+            self.detector.input_spec = spec.replace(
+                size=spec.size if self.detector.fixed_size else int(dm.size), margin=float(dm.margin),
+                square=bool(getattr(dm, "square", True)), frames=int(dm.clip_len), stride=int(dm.frame_stride),
+            )  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["forgelab_data"] = dict(self.data_settings)  # clip length and crop size for `detect`
+        checkpoint[SPEC_KEY] = self.detector.input_spec.to_dict()  # what detect / evaluate feed the detector
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.data_settings = dict(checkpoint.get("forgelab_data", {}))
+        if SPEC_KEY in checkpoint:
+            self.detector.input_spec = InputSpec.from_dict(checkpoint[SPEC_KEY])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self(batch["video"])
@@ -86,11 +102,15 @@ class DetectionSystem(pl.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self(batch["video"])
-        loss = F.cross_entropy(logits, batch["label"])
-        self.log(f"{stage}/loss", loss, batch_size=len(logits), sync_dist=True)
-        p_fake = logits.float().softmax(1)[:, 1].detach().cpu().tolist()
-        self._outputs[stage].extend(zip(p_fake, batch["label"].cpu().tolist(), batch["video_id"]))
+        ok = readable(batch)
+        n = len(batch["label"])
+        logits = self(batch["video"][ok]) if ok else None
+        # the loss of the scores reported: clips that could not be read score 0.5, i.e. cost log 2 each
+        total = F.cross_entropy(logits, batch["label"][ok], reduction="sum") if logits is not None else 0.0
+        loss = (total + (n - len(ok)) * math.log(2)) / n
+        self.log(f"{stage}/loss", torch.as_tensor(loss, device=self.device, dtype=torch.float32), batch_size=n,
+                 sync_dist=True)  # fmt: skip
+        self._scores[stage].add(with_failures(n, ok, logits), batch)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -98,29 +118,29 @@ class DetectionSystem(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
-    def _gathered(self, stage: str) -> list[tuple[float, int, str]]:
-        rows = self._outputs[stage]
-        self._outputs[stage] = []
+    def _gathered(self, stage: str) -> ClipScores:
+        rows = self._scores[stage].rows()
+        self._scores[stage] = ClipScores()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             parts: list[Any] = [None] * dist.get_world_size()
             dist.all_gather_object(parts, rows)
             rows = [r for part in parts for r in part]
-        return rows
+        return ClipScores.from_rows(rows)
 
     def _epoch_end(self, stage: str) -> None:
-        rows = self._gathered(stage)
-        if not rows:
+        clips = self._gathered(stage)
+        if not len(clips):
             return
-        scores, labels, ids = zip(*rows)
-        clip = binary_metrics(scores, labels)
-        v_scores, v_labels, _ = aggregate(scores, labels, ids, self.hparams.aggregation)
-        video = binary_metrics(v_scores, v_labels)
-        metrics = {f"{stage}/clip_{k}": clip[k] for k in ("acc", "auc", "ap", "eer")}
-        metrics.update({f"{stage}/video_{k}": video[k] for k in ("acc", "auc", "ap", "eer")})
-        self.log_dict(metrics, prog_bar=stage == "val", rank_zero_only=True)
+        aggregation, threshold = self.detector.input_spec.aggregation, self.hparams.threshold
+        report = summarise(clips, aggregation, threshold)
+        metrics = {f"{stage}/clip_{k}": report["clip_level"][k] for k in ("acc", "auc", "ap", "eer")}
+        metrics.update({f"{stage}/video_{k}": report["video_level"][k] for k in ("acc", "auc", "ap", "eer")})
+        metrics[f"{stage}/failed_videos"] = float(report["n_failed"])
+        # identical on every rank (gathered scores) and logged on every rank, so checkpoint monitors work under DDP
+        self.log_dict(metrics, prog_bar=stage == "val", sync_dist=True)
         if not self.trainer.sanity_checking:
-            self.pending_media[f"{stage}/roc"] = roc_image(v_scores, v_labels, f"{stage} ROC (video level)")
-            self.pending_media[f"{stage}/confusion"] = confusion_image(v_scores, v_labels, f"{stage} (video level)")
+            for name, image in report_images(clips, aggregation, threshold).items():
+                self.pending_media[f"{stage}/{name}"] = image
 
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
@@ -132,8 +152,6 @@ class DetectionSystem(pl.LightningModule):
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         if self.hparams.lr_schedule == "constant":
             return opt
-        if self.hparams.lr_schedule != "cosine":
-            raise ValueError(f"lr_schedule must be constant or cosine, not {self.hparams.lr_schedule!r}")
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

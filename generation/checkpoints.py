@@ -5,7 +5,7 @@
   ``jacobian.* -> affine.*``, ``semantic_seg.* -> segmentation.*``; ``dense_motion_network.*`` ignored.
   A FOMM file without ``semantic_seg`` (a plain keypoint model) leaves the segmentation head at its
   initialisation, as the original did (used to warm-start training).
-* ours: a Lightning checkpoint of :class:`generation.system.CosegmentationSystem`.
+* ours: a Lightning checkpoint of :class:`generation.system.SegmenterSystem`.
 
 Files are read with ``torch.load(weights_only=True)``; every problem is a :class:`CheckpointError`.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from common.checkpoints import read_checkpoint
 from common.errors import CheckpointError
+from common.weights import fit_state_dict, read_checkpoint
 from generation.models import ReconstructionModule, SegmentationModule
 
 FOMM_TO_NATIVE = {"kp.": "shift.", "jacobian.": "affine.", "semantic_seg.": "segmentation."}
@@ -80,21 +80,9 @@ def load_state(
     if have is not None and have != seg.num_segments:
         raise CheckpointError(where, f"checkpoint has {have} segments, the configuration asks for {seg.num_segments}")
     for module, state, name in ((seg, seg_state, "segmentation_module"), (rec, rec_state, "reconstruction_module")):
-        own = module.state_dict()
-        bad = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-        if bad:
-            k = bad[0]
-            raise CheckpointError(
-                where, f"{name}.{k} has shape {tuple(state[k].shape)}, expected {tuple(own[k].shape)}"
-            )
-        missing = sorted(set(own) - set(state))
-        if allow_missing_segmentation and name == "segmentation_module":
-            missing = [k for k in missing if not k.startswith("segmentation.")]
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-            raise CheckpointError(where, f"{name} keys do not match the architecture: {what}")
-        module.load_state_dict(dict(state), strict=False)
+        optional = allow_missing_segmentation and name == "segmentation_module"
+        fit_state_dict(module, state, where, f"the {name} architecture",
+                       allow_missing=(lambda k: k.startswith("segmentation.")) if optional else None)  # fmt: skip
 
 
 def load_published(

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from common.errors import CheckpointError
+from common.weights import fit_state_dict, load_pretrained_state
 from generation.models.blocks import AntiAliasInterpolation2d
 from generation.models.segmentation import SegmentationModule
 from generation.transform import Transform
@@ -38,14 +39,8 @@ class Vgg19Features(nn.Module):
         else:
             features = vgg19(weights=None).features
         if weights == "imagenet":
-            import pretrained
-
-            path = pretrained.find("vgg19_imagenet")
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise CheckpointError(path, f"not a readable weight file ({type(exc).__name__})") from None
-            features.load_state_dict({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")})
+            fit_state_dict(features, load_pretrained_state("vgg19_imagenet", prefix="features."), "vgg19_imagenet",
+                           "torchvision's VGG19 features")  # fmt: skip
         elif weights != "random":
             raise CheckpointError(str(weights), "VGG weights must be 'imagenet' or 'random'")
         self.slices = nn.ModuleList(nn.Sequential(*[features[i] for i in range(a, b)]) for a, b in VGG_SLICES)

@@ -8,6 +8,7 @@ keep their exact original values. Output keeps the target's size, fps and audio.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from common.checkpoints import read_checkpoint
-from common.data import to_tensor_clip
-from common.errors import CheckpointError, ConfigError, NoFaceError
+from common.errors import CheckpointError, ConfigError, NoFaceError, VideoWriteError
 from common.faces import FaceExtractor, crop_square, region_overlap, resolve_device
-from common.selfblend import gaussian_blur
+from common.frames import to_tensor_clip
+from common.masks import feather as feather_mask
 from common.video import VideoReader, read_image, write_video
+from common.weights import read_checkpoint
 from generation.checkpoints import build_modules, load_state, split_formats
 from generation.models import ReconstructionModule, SegmentationModule
 from generation.part_swap import blend_mask, swap_parts
@@ -182,7 +183,7 @@ def paste_back(frame: np.ndarray, region: np.ndarray, crop: np.ndarray, alpha: n
 
 def feather(mask: torch.Tensor, sigma_fraction: float = 0.03) -> torch.Tensor:
     """Soften mask edges ``[B, 1, S, S]`` (values below 1e-3 become exactly 0)."""
-    return gaussian_blur(mask.float().cpu(), sigma_fraction * mask.shape[-1]).clamp(0, 1)
+    return feather_mask(mask.float().cpu(), sigma_fraction * mask.shape[-1])
 
 
 def swap_video(
@@ -217,8 +218,6 @@ def swap_video(
         track = extractor.extract(reader, crops=False)  # NoFaceError when the whole video has no face
     timing["track_s"] = time.perf_counter() - start
     if not Path(out).parent.exists():
-        from common.errors import VideoWriteError
-
         raise VideoWriteError(out, f"folder {Path(out).parent} does not exist")
     boxes = track.crop_boxes
 
@@ -305,6 +304,21 @@ def segment_sheet(model: Segmenter, image: np.ndarray, scale: int = 2) -> Image.
         area = float((up == k).mean()) * 100
         draw.text((x + 20, y), f"{k} {name} ({area:.0f} %)".replace("  ", " "), fill=(230, 230, 230), font=font)
     return sheet
+
+
+def segment_sheet_file(model: Segmenter, image: str | Path, out: str | Path, margin: float | None = None,
+                       source_cropped: bool = False) -> Path:  # fmt: skip
+    """Write the :func:`segment_sheet` of the face in ``image`` to ``out`` (PNG, appears only when complete)."""
+    out = Path(out)
+    dev = next(model.segmentation.parameters()).device
+    extractor = FaceExtractor(crop_size=model.size, margin=margin or model.margin or 1.6, device=str(dev))
+    face = ensure_face(read_image(image), extractor, str(image), source_cropped, model.size)
+    if not out.parent.is_dir():
+        raise VideoWriteError(out, f"folder {out.parent} does not exist")
+    tmp = out.with_name(f".{out.name}.partial.png")
+    segment_sheet(model, face).save(tmp)
+    os.replace(tmp, out)
+    return out
 
 
 def ensure_face(image: np.ndarray, extractor: FaceExtractor, source: str, cropped: bool, size: int) -> np.ndarray:

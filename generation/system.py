@@ -1,4 +1,4 @@
-"""``CosegmentationSystem``: self-supervised motion co-segmentation as a LightningModule.
+"""``SegmenterSystem``: the segmenter (self-supervised motion co-segmentation) as a LightningModule.
 
 A batch of (source, driving) frame pairs of one video (the data module's ``pair`` mode) trains the
 segmentation module to explain the motion between them (paper Sec. 3): the driving frame is rebuilt
@@ -44,7 +44,7 @@ def colourise(segmentation: torch.Tensor, size: Sequence[int], hard: bool = Fals
     return torch.einsum("bkhw,kc->bchw", seg, colours)
 
 
-class CosegmentationSystem(pl.LightningModule):
+class SegmenterSystem(pl.LightningModule):
     """Segmentation + reconstruction modules trained jointly (paper Sec. 3).
 
     Args:

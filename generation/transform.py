@@ -25,7 +25,6 @@ class Transform:
         self.theta = theta
         self.control_points = control_points.reshape(-1, 2)
         self.control_params = control_params
-        self.bs = theta.shape[0]
 
     @classmethod
     def random(

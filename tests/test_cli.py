@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from common.cli import main as cli_main
+from common.commands import main as cli_main
 
 
 def test_faces_demo_writes_sheet_and_summary(face_clip: Path, tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_faces_demo_writes_sheet_and_summary(face_clip: Path, tmp_path: Path) ->
         (lambda p: None, 1, "does not exist"),
     ],
 )
-def test_faces_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, code: int, message: str) -> None:  # noqa: ANN001
+def test_faces_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, code: int, message: str) -> None:
     path = tmp_path / "x.mp4"
     make(path)
     assert cli_main(["faces", str(path), "--out", str(tmp_path / "o")]) == code
@@ -55,7 +55,7 @@ def test_console_script_help() -> None:
 def test_newest_best_checkpoint(tmp_path: Path) -> None:
     import os
 
-    from common.checkpoints import newest_best_checkpoint
+    from common.weights import newest_checkpoint as newest_best_checkpoint
 
     assert newest_best_checkpoint(tmp_path) is None
     old = tmp_path / "version_0" / "checkpoints"

@@ -26,7 +26,7 @@ def fx() -> dict:
 
 
 @pytest.fixture(scope="module")
-def modules(fx: dict):  # noqa: ANN201
+def modules(fx: dict):
     torch.set_num_threads(2)
     seg, rec = build_modules(fx["config"]["model_params"])
     load_state(seg, rec, fx["segmentation_module"], fx["reconstruction_module"], "fixture")
@@ -44,7 +44,7 @@ def tol(fx: dict, key: str) -> float:
 
 
 @torch.no_grad()
-def test_segmentation_outputs(fx: dict, modules) -> None:  # noqa: ANN001
+def test_segmentation_outputs(fx: dict, modules) -> None:
     seg, _ = modules
     for name in ("seg_source", "seg_target"):
         image = fx["inputs"]["source" if name == "seg_source" else "target"]
@@ -54,7 +54,7 @@ def test_segmentation_outputs(fx: dict, modules) -> None:  # noqa: ANN001
 
 
 @torch.no_grad()
-def test_reconstruction_outputs(fx: dict, modules) -> None:  # noqa: ANN001
+def test_reconstruction_outputs(fx: dict, modules) -> None:
     seg, rec = modules
     out = rec(fx["inputs"]["source"], seg_target=seg(fx["inputs"]["target"]), seg_source=seg(fx["inputs"]["source"]))
     for key in ("prediction", "deformed", "visibility_maps"):
@@ -63,7 +63,7 @@ def test_reconstruction_outputs(fx: dict, modules) -> None:  # noqa: ANN001
 
 @torch.no_grad()
 @pytest.mark.parametrize("case", ["soft_target_seg", "hard_source_seg"])
-def test_part_swap(fx: dict, modules, case: str) -> None:  # noqa: ANN001
+def test_part_swap(fx: dict, modules, case: str) -> None:
     seg, rec = modules
     c = fx["part_swap"][case]
     source, target = fx["inputs"]["source"], fx["inputs"]["target"]
@@ -79,7 +79,7 @@ def test_part_swap(fx: dict, modules, case: str) -> None:  # noqa: ANN001
     assert (pred - target).abs().max() > 0.1  # the swap really changes the image
 
 
-def test_equivariance(fx: dict, modules) -> None:  # noqa: ANN001
+def test_equivariance(fx: dict, modules) -> None:
     seg, _ = modules
     e = fx["equivariance"]
     transform = Transform(e["theta"], e["control_points"], e["control_params"])
@@ -112,14 +112,14 @@ def test_anti_alias_pyramid(fx: dict) -> None:
         close(level, aa["outputs"][str(s)], 1e-5, f"anti-alias {s}")
 
 
-def test_fixture_discriminates_align_corners(fx: dict, modules) -> None:  # noqa: ANN001
+def test_fixture_discriminates_align_corners(fx: dict, modules) -> None:
     """The parity tests can fail: a wrong grid_sample convention moves the prediction far off."""
     import torch.nn.functional as F
 
     seg, rec = modules
     original = F.grid_sample
 
-    def wrong(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def wrong(*args, **kwargs):
         kwargs["align_corners"] = False
         return original(*args, **kwargs)
 

@@ -13,7 +13,8 @@ import torch
 import yaml
 
 from common.augment import ClipAugment
-from common.data import ClipDataset, VideoDataModule, clip_positions, eval_starts, spread_positions
+from common.clips import ClipDataset, clip_positions, eval_starts, spread_positions
+from common.data import VideoDataModule
 from common.datasets import FolderIndex, VoxIndex
 from common.errors import DatasetError
 from common.preprocess import PreprocessConfig, run_preprocess
@@ -166,7 +167,7 @@ def test_missing_cache_folder(cached: tuple[FolderIndex, Path], tmp_path: Path) 
 
 def test_clip_dataset_len_and_labels(cached: tuple[FolderIndex, Path]) -> None:
     index, cache = cached
-    from common.data import CacheSource
+    from common.frames import CacheSource
 
     recs = index.split("val")
     ds = ClipDataset(recs, CacheSource(cache), 4, train=False, clips_per_video=2, size=None)
@@ -175,7 +176,7 @@ def test_clip_dataset_len_and_labels(cached: tuple[FolderIndex, Path]) -> None:
 
 
 def test_training_run_logs_everything(cached: tuple[FolderIndex, Path], tmp_path: Path) -> None:
-    from common.cli import main as cli_main
+    from common.commands import main as cli_main
 
     index, cache = cached
     config = {
@@ -223,3 +224,42 @@ def test_exclusive_flips_as_the_cosegmentation_original() -> None:
     assert 150 < time_flips < 250 and 60 < hflips < 140  # P(hflip) = 0.5 * 0.5
     both = [ClipAugment(hflip=0.5, time_flip=0.5).sample(np.random.default_rng(i)) for i in range(400)]
     assert any(d["hflip"] and d["time_flip"] for d in both)
+
+
+def test_long_clips_never_jump_gaps_between_cached_windows(sample_video: Path, tmp_path: Path) -> None:
+    from common.datasets import VideoRecord
+    from common.frames import CacheSource
+
+    record = VideoRecord("sample", str(sample_video), 0, "train", "sample")
+    short, long = tmp_path / "short", tmp_path / "long"
+    for cache, frames in ((short, "windows:2:10"), (long, "windows:2:30")):
+        run_preprocess([record], cache, PreprocessConfig(frames=frames, crop_size=32, device="cpu"),
+                       show_progress=False)  # fmt: skip
+    train = ClipDataset([record], CacheSource(short), clip_len=20, train=True, size=None)
+    with pytest.raises(DatasetError, match="spans 20 consecutive frames, but the longest run available is 10"):
+        train[0]
+    evaluation = ClipDataset([record], CacheSource(short), clip_len=20, train=False, clips_per_video=2, size=None)
+    assert "longest run available is 10" in evaluation[0]["failure"]  # scored 0.5 and listed, never silent
+    for train_mode in (True, False):
+        ds = ClipDataset([record], CacheSource(long), clip_len=30, train=train_mode, clips_per_video=3, repeats=3,
+                         size=None)  # fmt: skip
+        for i in range(3):
+            idx = ds[i]["frame_index"]
+            assert len(idx) == 30 and (idx.diff() == 1).all()  # 30 consecutive frames, no jump over the gap
+
+
+def test_cache_windows_follow_the_clip_length(tmp_path: Path) -> None:
+    from common.datasets import SingleVideoIndex
+
+    dm = VideoDataModule(SingleVideoIndex(str(tmp_path / "x.mp4")), clip_len=40, frame_stride=2,
+                         cache_frames="windows:4")  # fmt: skip
+    assert dm.span == 79 and dm.resolved_cache_frames() == "windows:4:79"
+    assert VideoDataModule(SingleVideoIndex("x"), cache_frames="even:8").resolved_cache_frames() == "even:8"
+
+
+def test_max_videos_keeps_both_classes(cached: tuple[FolderIndex, Path]) -> None:
+    index, cache = cached
+    dm = VideoDataModule(index, cache_dir=str(cache), max_videos=2, num_workers=0)
+    dm.setup("fit")
+    for split in ("train", "val"):
+        assert sorted(r.label for r in dm.records[split]) == [0, 1]  # not the first two (both real)

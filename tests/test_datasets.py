@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def touch(path: Path) -> Path:
     return path
 
 
-def splits_of(records) -> dict[str, set[str]]:  # noqa: ANN001
+def splits_of(records) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for r in records:
         out.setdefault(r.split, set()).add(r.group)
@@ -40,9 +41,12 @@ def test_folder_index(tmp_path: Path) -> None:
     assert set(groups) == {"train", "val", "test"}
     assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"])
     again = FolderIndex(str(tmp_path), group_by_folder=True, seed=3).records()
-    assert index_hash(again) == index_hash(recs)
+    assert [r.split for r in again] == [r.split for r in recs] and index_hash(again) == index_hash(recs)
     other = FolderIndex(str(tmp_path), group_by_folder=True, seed=4).records()
-    assert [r.split for r in other] != [r.split for r in recs] or index_hash(other) == index_hash(recs)
+    assert [r.split for r in other] != [r.split for r in recs]  # another seed draws other splits...
+    assert index_hash(other) != index_hash(recs)  # ...and the hash logged with every run tells them apart
+    moved = [replace(recs[0], split="test" if recs[0].split != "test" else "train"), *recs[1:]]
+    assert index_hash(moved) != index_hash(recs)  # one video changing split changes the hash
 
 
 def test_folder_wrong_layout(tmp_path: Path) -> None:
@@ -58,7 +62,7 @@ def test_unreadable_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     (d / "real").mkdir(parents=True)
     real_iterdir = Path.iterdir
 
-    def deny(self: Path):  # noqa: ANN202  (chmod 0 does not stop root, so simulate the OS answer)
+    def deny(self: Path):  # chmod 0 does not stop root, so simulate the OS answer
         if self == d:
             raise PermissionError(13, "Permission denied")
         return real_iterdir(self)
@@ -144,6 +148,35 @@ def test_celebdf_index(tmp_path: Path) -> None:
     assert {r.split for r in recs} <= {"train", "val", "test", "unassigned"}
     again = CelebDFIndex(str(tmp_path), val_fraction=0.3, seed=0).records()
     assert [r.split for r in again] == [r.split for r in recs]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_celebdf_validation_has_both_classes(tmp_path: Path, seed: int) -> None:
+    """A larger synthetic Celeb-DF (40 celebrities, each swapped with 4 others, like the real set's density)."""
+    import random
+
+    rng = random.Random(7)
+    for i in range(40):
+        for n in range(3):
+            touch(tmp_path / "Celeb-real" / f"id{i}_{n:04d}.mp4")
+    for n in range(10):
+        touch(tmp_path / "YouTube-real" / f"{n:05d}.mp4")
+    fakes = set()
+    for i in range(40):
+        for j in rng.sample([k for k in range(40) if k != i], 4):
+            fakes.add((i, j))
+            touch(tmp_path / "Celeb-synthesis" / f"id{i}_id{j}_0000.mp4")
+    (tmp_path / "List_of_testing_videos.txt").write_text("1 YouTube-real/00000.mp4\n")
+    recs = CelebDFIndex(str(tmp_path), val_fraction=0.1, seed=seed).records()
+    val = [r for r in recs if r.split == "val"]
+    n_real, n_fake = sum(r.label == 0 for r in val), sum(r.label == 1 for r in val)
+    assert n_fake >= 6 and n_real >= 8 and n_fake / n_real > 0.25  # both classes (a random 10 % of identities: 1 fake)
+    assert 0.05 < len(val) / sum(r.split != "test" for r in recs) < 0.2
+    unused = sum(r.split == "unassigned" for r in recs) / len(fakes)
+    assert unused < 0.25  # fakes straddling train and validation are left out (no face in both)
+    train_ids = {i for r in recs if r.split == "train" for i in (r.group, *r.extra.values())}
+    val_ids = {i for r in val for i in (r.group, *r.extra.values())}
+    assert not (train_ids & val_ids)
 
 
 def test_celebdf_errors(tmp_path: Path) -> None:

@@ -19,12 +19,12 @@ def extractor() -> FaceExtractor:
 
 
 @pytest.fixture(scope="module")
-def sample_track(extractor: FaceExtractor, sample_video: Path):  # noqa: ANN201
+def sample_track(extractor: FaceExtractor, sample_video: Path):
     with VideoReader(sample_video) as r:
         return extractor.extract(r)
 
 
-def test_sample_video_faces(sample_track) -> None:  # noqa: ANN001
+def test_sample_video_faces(sample_track) -> None:
     t = sample_track
     n = 120
     assert t.detected.mean() >= 0.95
@@ -42,7 +42,7 @@ def test_sample_video_faces(sample_track) -> None:  # noqa: ANN001
     assert (lm[:, 0, 1] < lm[:, 3, 1]).all()
 
 
-def test_smoothing_reduces_jitter(sample_track) -> None:  # noqa: ANN001
+def test_smoothing_reduces_jitter(sample_track) -> None:
     raw = sample_track.raw_boxes[sample_track.detected]
     assert box_jitter(sample_track.boxes) < 0.5 * box_jitter(raw)
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import imageio.v3 as iio
 import pytest
 import torch
 
-from common.checkpoints import read_checkpoint
 from common.errors import CheckpointError
+from common.weights import read_checkpoint
 from generation.checkpoints import build_modules, export_native, load_published
 from generation.models.blocks import make_coordinate_grid
 from generation.models.reconstruction import dense_flow, warp
-from generation.system import CosegmentationSystem
-from tests.conftest import numbered_frames
+from generation.system import SegmenterSystem
 
 FIXTURE = Path(__file__).parent / "data" / "coseg_parity_A.pt"
 TINY = {
@@ -30,7 +28,7 @@ def fx() -> dict:
 
 
 def test_shapes_and_dicts() -> None:
-    system = CosegmentationSystem(**TINY)
+    system = SegmenterSystem(**TINY)
     x = torch.rand(2, 3, 32, 32)
     out = system(x, x.flip(-1))
     assert out["prediction"].shape == (2, 3, 32, 32) and out["deformed"].shape == (2, 3, 32, 32)
@@ -43,7 +41,7 @@ def test_shapes_and_dicts() -> None:
 
 
 def test_identity_flow_at_initialisation() -> None:
-    system = CosegmentationSystem(**TINY).eval()
+    system = SegmenterSystem(**TINY).eval()
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         seg = system.segmentation_module(x)
@@ -57,7 +55,7 @@ def test_identity_flow_at_initialisation() -> None:
 
 def test_every_parameter_gets_a_gradient() -> None:
     torch.manual_seed(0)
-    system = CosegmentationSystem(**TINY)
+    system = SegmenterSystem(**TINY)
     with torch.no_grad():  # leave the identity init so the affine head's weights get a signal too
         system.segmentation_module.affine.weight.normal_(0, 0.01)
     x = torch.rand(2, 3, 32, 32)
@@ -72,14 +70,14 @@ def test_every_parameter_gets_a_gradient() -> None:
 
 
 def test_optimizer_groups() -> None:
-    system = CosegmentationSystem(**{**TINY, "lr_segmentation": 1e-3})
+    system = SegmenterSystem(**{**TINY, "lr_segmentation": 1e-3})
     opt = system.configure_optimizers()
     assert [g["name"] for g in opt.param_groups] == ["reconstruction", "segmentation"]
     assert opt.param_groups[1]["lr"] == 1e-3 and opt.defaults["betas"] == (0.5, 0.999)
 
 
 # ---------------------------------------------------------------- checkpoints
-def fixture_modules(fx: dict):  # noqa: ANN201
+def fixture_modules(fx: dict):
     return build_modules(fx["config"]["model_params"])
 
 
@@ -130,12 +128,12 @@ def test_export_round_trip(fx: dict, tmp_path: Path) -> None:
 def test_lightning_checkpoint_exports_and_reloads(tmp_path: Path) -> None:
     import lightning.pytorch as pl
 
-    system = CosegmentationSystem(**TINY)
+    system = SegmenterSystem(**TINY)
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, max_steps=0)
     trainer.strategy.connect(system)
     ckpt = tmp_path / "ours.ckpt"
     trainer.save_checkpoint(ckpt)
-    again = CosegmentationSystem.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    again = SegmenterSystem.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     assert again.hparams.num_segments == 3
     seg, rec = build_modules({"common_params": {"num_segments": 3, "num_channels": 3, "estimate_affine_part": True},
                               "segmentation_module_params": {"block_expansion": 4, "max_features": 16, "num_blocks": 3,
@@ -172,52 +170,8 @@ def test_checkpoint_errors(fx: dict, tmp_path: Path) -> None:
 
 
 def test_missing_vgg_weights_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import pretrained
+    import common.weights
 
-    monkeypatch.setattr(pretrained, "search_dirs", lambda: [tmp_path / "pretrained", tmp_path / "hub"])
+    monkeypatch.setattr(common.weights, "search_dirs", lambda: [tmp_path / "pretrained", tmp_path / "hub"])
     with pytest.raises(CheckpointError, match=r"vgg19-dcbb9e9d.pth.*put vgg19-dcbb9e9d.pth in .*pretrained or"):
-        CosegmentationSystem(**{**TINY, "vgg": "imagenet"})
-
-
-# ---------------------------------------------------------------- every experiment, shrunk to CPU
-@pytest.fixture(scope="module")
-def tiny_vox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("vox")
-    frames = numbered_frames(4, 32, 32)
-    for split, people in (("train", 3), ("test", 1)):
-        for p in range(people):
-            d = root / split / f"id{p}#yt#0#4.mp4"
-            d.mkdir(parents=True)
-            for i, f in enumerate(frames):
-                iio.imwrite(d / f"{i:07d}.png", f)
-    return root
-
-
-SHRINK = [
-    f"--model.init_args.{k}={v}"
-    for k, v in {
-        "seg_block_expansion": 4,
-        "seg_max_features": 16,
-        "seg_num_blocks": 3,
-        "rec_block_expansion": 4,
-        "rec_max_features": 16,
-        "rec_num_bottleneck_blocks": 1,
-        "vgg": "random",
-        "perceptual_weights": "[10,10,10,0,0]",
-    }.items()
-]  # 32-px pyramid: VGG deeper than relu3_1 has no pixels left
-
-
-@pytest.mark.parametrize("experiment", ["segmenter_vox10", "segmenter_vox5", "segmenter_taichi", "segmenter_sample"])
-def test_experiment_fast_dev_run(experiment: str, tiny_vox: Path, tmp_path: Path) -> None:
-    from common.cli import main as cli_main
-
-    root = Path(__file__).resolve().parent.parent
-    args = ["fit", "--config", str(root / "experiments" / f"{experiment}.yaml"), "--trainer.fast_dev_run=true",
-            f"--run.save_dir={tmp_path}", "--data.init_args.num_workers=0", "--data.init_args.batch_size=2",
-            "--data.init_args.size=32", "--trainer.enable_progress_bar=false", *SHRINK]  # fmt: skip
-    if experiment == "segmenter_sample":
-        args.append(f"--data.init_args.index.init_args.path={root / 'assets' / 'carphone_pristine.mp4'}")
-    else:
-        args.append(f"--data.init_args.index.init_args.root={tiny_vox}")
-    assert cli_main(args) == 0
+        SegmenterSystem(**{**TINY, "vgg": "imagenet"})

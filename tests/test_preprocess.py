@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from common.cache import read_entry
-from common.cli import main as cli_main
+from common.commands import main as cli_main
 from common.datasets import FolderIndex
 from common.preprocess import PreprocessConfig, in_shard, run_preprocess
 from tests.conftest import copy_video
@@ -90,7 +90,7 @@ def test_resume_after_kill_gives_identical_cache(dataset: Path, tmp_path: Path) 
     clean = tmp_path / "clean"
     assert cli_main(["preprocess", *args, "--out", str(clean)]) == 3  # noface.mp4 fails
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "common.cli", "preprocess", *args, "--out", str(killed)]
+    cmd = [sys.executable, "-m", "common.commands", "preprocess", *args, "--out", str(killed)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

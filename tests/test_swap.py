@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common.cli import main as cli_main
+from common.commands import main as cli_main
 from common.video import probe, read_frames, write_video
 from generation.swap import infer_model_params, load_segmenter, paste_back
 from tests.conftest import ffmpeg

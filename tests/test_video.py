@@ -108,7 +108,7 @@ def test_write_errors_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(VideoWriteError, match="no frames"):
         write_video(tmp_path / "o.mp4", [], 10)
 
-    def mixed():  # noqa: ANN202
+    def mixed():
         yield np.zeros((48, 64, 3), np.uint8)
         yield np.zeros((32, 32, 3), np.uint8)
 

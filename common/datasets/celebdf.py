@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -30,10 +31,11 @@ class CelebDFIndex(DatasetIndex):
     """Celeb-DF v2 read in place.
 
     The official ``List_of_testing_videos.txt`` (``"<1|0> folder/file.mp4"``, 1 = real) is the test
-    split. Validation is carved from the remaining videos by identity: a seeded share of identities goes
-    to validation; a fake goes there only when both its target and source identity do, and a fake whose
-    two identities fall on different sides is left out (``split="unassigned"``), so no face is seen in
-    both train and validation. Test videos are never used for train or validation.
+    split. Validation is carved from the remaining videos by identity, with both classes: a group of
+    celebrities that were often swapped *with each other* (:func:`val_identities`) gives its real videos
+    and the fakes among them; a fake whose two identities fall on different sides is left out
+    (``split="unassigned"``), so no face is seen in both train and validation. YouTube-real videos are
+    split by a seeded share. Test videos are never used for train or validation.
 
     Args:
         root: the folder holding the three video folders and the test list.
@@ -78,8 +80,12 @@ class CelebDFIndex(DatasetIndex):
         absent = sorted(set(test) - {v[0] for v in videos})
         if absent:
             raise DatasetError(self.root, f"{len(absent)} videos of the test list are missing, e.g. {absent[0]}")
-        pool = [ident for rel, _, _, ids in videos if rel not in test for ident in ids]
-        side = group_split(pool, self.val_fraction, 0.0, self.seed)
+        pool = [ids for rel, _, _, ids in videos if rel not in test]
+        youtube = [ids[0] for ids in pool if ids[0].startswith("youtube_")]
+        side = group_split(youtube, self.val_fraction, 0.0, self.seed)
+        celebs = [ids for ids in pool if not ids[0].startswith("youtube_")]
+        chosen = val_identities(celebs, round(self.val_fraction * len(celebs)), self.seed)
+        side.update({i: "val" if i in chosen else "train" for ids in celebs for i in ids})
         recs = []
         for rel, path, label, ids in videos:
             if rel in test:
@@ -92,6 +98,42 @@ class CelebDFIndex(DatasetIndex):
             recs.append(VideoRecord(rel[:-4], str(path), label, split, ids[0], method, extra=extra))
         _check_identities(recs, self.root)
         return check_splits(recs, self.root, disjoint=("train", "val"))
+
+
+def val_identities(videos: list[tuple[str, ...]], target: int, seed: int) -> set[str]:
+    """Celebrities for validation: grown from a seeded start, each step adding the identity that cuts the fewest
+    new fakes in two (``degree - 2 * fakes shared with those already chosen``), until their videos (real ones,
+    and fakes between two chosen identities) reach ``target``. A dense group keeps validation fakes and leaves
+    few fakes straddling the two sides (those are left out: no face may be seen in both).
+
+    Args:
+        videos: the identities of each non-test Celeb-DF video (one for real videos, two for fakes).
+        target: wanted number of validation videos.
+        seed: the start and tie-breaking seed.
+    """
+    names = sorted({i for ids in videos for i in ids})
+    if target <= 0 or len(names) < 2:
+        return set()
+    rank = {n: k for k, n in enumerate(random.Random(seed).sample(names, len(names)))}
+    chosen: set[str] = set()
+
+    def size(group: set[str]) -> int:
+        return sum(all(i in group for i in ids) for ids in videos)
+
+    pairs = [ids for ids in videos if len(ids) == 2 and ids[0] != ids[1]]
+    degree = {n: 0 for n in names}
+    for a, b in pairs:
+        degree[a] += 1
+        degree[b] += 1
+
+    def cut_increase(name: str) -> int:
+        inside = sum(1 for a, b in pairs if (a == name and b in chosen) or (b == name and a in chosen))
+        return degree[name] - 2 * inside
+
+    while size(chosen) < target and len(chosen) < len(names) - 1:
+        rest = [n for n in names if n not in chosen]
+        chosen.add(min(rest, key=lambda n: (cut_increase(n), rank[n])) if chosen else min(rest, key=rank.__getitem__))
+    return chosen
 
 
 def _check_identities(recs: list[VideoRecord], where: Path) -> None:

@@ -7,7 +7,7 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import DatasetError
@@ -98,11 +98,6 @@ def require_dir(path: Path, what: str) -> Path:
     except PermissionError:
         raise DatasetError(path, f"{what} is not readable (permission denied)") from None
     return path
-
-
-def record_dict(record: VideoRecord) -> dict[str, object]:
-    """A JSON-ready dict of a record."""
-    return asdict(record)
 
 
 def check_splits(

@@ -12,24 +12,25 @@ from typing import Literal
 import torch
 from torch import nn
 
-from detection.models.trunks import build_trunk
+from common.errors import CheckpointError
+from detection.models.base import IMAGENET_MEAN, IMAGENET_STD, Detector, InputSpec
+from detection.models.trunks import build_trunk, load_imagenet
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-class ResNeXtLSTM(nn.Module):
+class ResNeXtLSTM(Detector):
     """Video classifier.
 
     Args:
         trunk: torchvision model name (default ``resnext50_32x4d``) or ``timm:<name>``.
-        pretrained: initialise the trunk from local ImageNet weights (``pretrained/``).
+        pretrained: initialise the trunk from local ImageNet weights (``pretrained/``) when a fit starts
+            (:meth:`init_pretrained`); building the model, or loading a trained checkpoint, never needs them.
         hidden_size: LSTM width (2048 as the seed report).
         num_layers: LSTM layers.
-        dropout: dropout before the linear head (0.4).
+        dropout: dropout before the linear head (0.4 as the seed report).
         head: ``"last"`` hidden state or ``"mean"`` over time.
 
-    Forward: ``video [B, T, 3, H, W]`` RGB in [0, 1] -> logits ``[B, 2]`` (index 1 = fake).
+    Forward: ``video [B, T, 3, H, W]`` RGB in [0, 1] -> logits ``[B, 2]`` (index 1 = fake). The input spec
+    (crop size, margin, frames) is the recipe's (112 px, 1.3, 20) until a fit records the data it trained on.
     """
 
     def __init__(
@@ -44,25 +45,35 @@ class ResNeXtLSTM(nn.Module):
         super().__init__()
         if head not in ("last", "mean"):
             raise ValueError(f"head must be last or mean, not {head!r}")
-        self.trunk, self.feature_dim = build_trunk(trunk, pretrained)
+        self.save_hyperparameters()
+        self.input_spec = InputSpec(size=112, margin=1.3, frames=20, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        self.backbone, self.feature_dim = build_trunk(trunk)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.lstm = nn.LSTM(self.feature_dim, hidden_size, num_layers, batch_first=True, bias=True)
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(hidden_size, 2)
         self.head = head
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def frame_features(self, video: torch.Tensor) -> torch.Tensor:
-        """``[B, T, 3, H, W]`` -> trunk feature maps ``[B*T, C, h, w]``."""
-        x = (video.flatten(0, 1) - self.mean) / self.std
-        if next(self.trunk.parameters()).is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.trunk(x)
+    def init_pretrained(self) -> None:
+        if not self.hparams.pretrained:
+            return
+        name = self.hparams.trunk
+        if name.startswith("timm:"):
+            raise CheckpointError(name, "timm trunks are built from scratch here (no download); use pretrained: false")
+        load_imagenet(self.backbone, name)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        b, t = video.shape[:2]
-        feats = self.pool(self.frame_features(video)).flatten(1).view(b, t, -1)
-        out, _ = self.lstm(feats)
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.prepare(video))
+
+    def forward_head(self, features: torch.Tensor, b: int, t: int) -> torch.Tensor:
+        out, _ = self.lstm(self.pool(features).flatten(1).view(b, t, -1))
         state = out[:, -1] if self.head == "last" else out.mean(dim=1)
         return self.linear(self.dropout(state))
+
+    def feature_layer(self) -> nn.Module:
+        return self.backbone
+
+    def describe(self) -> dict[str, str]:
+        trunk = self.hparams.trunk
+        return {"name": f"ResNeXt-LSTM ({trunk} trunk, LSTM {self.hparams.hidden_size})",
+                "weights": "trained with forgelab", "licence": "yours"}  # fmt: skip

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from common.errors import CheckpointError
+from common.weights import fit_state_dict, load_pretrained_state
 
 # torchvision trunks whose ImageNet weights the pretrained/ manifest knows
 MANIFEST_NAMES = {"resnext50_32x4d": "resnext50_32x4d_imagenet"}
+# torchvision ResNet keys conv1, bn1, layer1..4 -> children 0, 1, 4..7 of the trunk Sequential
+TORCHVISION_RESNET_CHILDREN = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
 
 
 def torchvision_trunk(name: str) -> tuple[nn.Sequential, int]:
@@ -19,49 +21,26 @@ def torchvision_trunk(name: str) -> tuple[nn.Sequential, int]:
         net = torchvision.models.get_model(name, weights=None)
     except ValueError:
         raise CheckpointError(name, "unknown torchvision model name") from None
-    children = list(net.children())[:-2]
-    width = net.fc.in_features if hasattr(net, "fc") else None
-    if width is None:
+    fc = getattr(net, "fc", None)
+    if not isinstance(fc, nn.Linear):
         raise CheckpointError(name, "only ResNet-style torchvision trunks (with .fc) are supported")
-    return nn.Sequential(*children), width
+    return nn.Sequential(*list(net.children())[:-2]), fc.in_features
 
 
-def load_imagenet(trunk: nn.Sequential, name: str) -> None:
+def load_imagenet(trunk: nn.Module, name: str) -> None:
     """Load torchvision ImageNet weights for ``name`` from the local file the manifest names."""
-    import pretrained
-
     key = MANIFEST_NAMES.get(name)
     if key is None:
         raise CheckpointError(name, f"no local ImageNet weights are declared for {name}; use pretrained: false")
-    path = pretrained.find(key)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(path, f"not a readable weight file ({type(exc).__name__})") from None
-    names = [n for n, _ in trunk.named_children()]
-    assert names == [str(i) for i in range(len(names))]
-    # torchvision keys are conv1, bn1, layer1..4 -> children 0, 1, 4..7 of the Sequential
-    mapping = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
-    renamed = {}
-    for k, v in state.items():
-        head, _, rest = k.partition(".")
-        if head in mapping:
-            renamed[f"{mapping[head]}.{rest}"] = v
-    missing, unexpected = trunk.load_state_dict(renamed, strict=False)
-    if missing:
-        raise CheckpointError(path, f"does not fit {name}: missing {missing[:3]}")
+    state = load_pretrained_state(key, rename=TORCHVISION_RESNET_CHILDREN)
+    fit_state_dict(trunk, state, key, f"the {name} trunk")
 
 
-def build_trunk(name: str, pretrained: bool) -> tuple[nn.Module, int]:
-    """A trunk by name: a torchvision name (``resnext50_32x4d``) or ``timm:<name>`` (``timm:resnet18``)."""
+def build_trunk(name: str) -> tuple[nn.Module, int]:
+    """A trunk by name (random weights): a torchvision name (``resnext50_32x4d``) or ``timm:<name>``."""
     if name.startswith("timm:"):
         import timm
 
-        if pretrained:
-            raise CheckpointError(name, "timm trunks are built from scratch here (no download); use pretrained: false")
         net = timm.create_model(name[len("timm:") :], pretrained=False, num_classes=0, global_pool="")
         return net, int(net.num_features)
-    trunk, width = torchvision_trunk(name)
-    if pretrained:
-        load_imagenet(trunk, name)
-    return trunk, width
+    return torchvision_trunk(name)

@@ -1,4 +1,4 @@
-"""``forgelab bench-segmenter``: co-segmentation training and inference speed.
+"""Segmenter benchmark (``forgelab bench-segmenter``): co-segmentation training and inference speed.
 
 Training: the same model and batches run through (a) a plain fp32 PyTorch loop (forward, losses,
 backward, Adam step) and (b) the Lightning system under ``Trainer.fit``, in the same process; the
@@ -7,15 +7,14 @@ ratio shows what the framework costs. Inference: segmentation frames/s at 256 px
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from generation.system import CosegmentationSystem
+from common.assets import SAMPLE_VIDEO
+from generation.system import SegmenterSystem
 
 REDUCED = {"num_segments": 10, "vgg": "random"}  # published widths; the resolution/batch set the cost
 
@@ -27,7 +26,7 @@ def _batches(n: int, batch: int, size: int) -> list[dict[str, torch.Tensor]]:
             for _ in range(n)]  # fmt: skip
 
 
-def plain_loop(system: CosegmentationSystem, batches: list[dict[str, torch.Tensor]], device: torch.device) -> float:
+def plain_loop(system: SegmenterSystem, batches: list[dict[str, torch.Tensor]], device: torch.device) -> float:
     """Iterations/s of a hand-written fp32 loop (first iteration excluded as warm-up)."""
     system.to(device).train()
     opt = system.configure_optimizers()
@@ -45,7 +44,7 @@ def plain_loop(system: CosegmentationSystem, batches: list[dict[str, torch.Tenso
     return 1 / (sum(times[1:]) / len(times[1:]))
 
 
-def lightning_loop(system: CosegmentationSystem, batches: list[dict[str, torch.Tensor]], precision: str) -> float:
+def lightning_loop(system: SegmenterSystem, batches: list[dict[str, torch.Tensor]], precision: str) -> float:
     """Iterations/s of ``Trainer.fit`` on the same batches (first iteration excluded)."""
     import lightning.pytorch as pl
 
@@ -68,7 +67,7 @@ def lightning_loop(system: CosegmentationSystem, batches: list[dict[str, torch.T
 @torch.no_grad()
 def segmentation_fps(device: torch.device, size: int = 256, batch: int = 8, iters: int = 5) -> float:
     """Frames/s of the published-size segmentation module (K 10) in eval mode."""
-    seg = CosegmentationSystem(num_segments=10, vgg="random").segmentation_module.to(device).eval()
+    seg = SegmenterSystem(num_segments=10, vgg="random").segmentation_module.to(device).eval()
     x = torch.rand(batch, 3, size, size, device=device)
     seg(x)
     if device.type == "cuda":
@@ -91,9 +90,9 @@ def swap_benchmark(size: int = 256) -> dict[str, Any]:
     from generation.checkpoints import export_native
     from generation.swap import load_segmenter, swap_video
 
-    sample = Path(__file__).resolve().parent.parent / "assets" / "carphone_pristine.mp4"
+    sample = SAMPLE_VIDEO
     torch.manual_seed(0)
-    system = CosegmentationSystem(**REDUCED)
+    system = SegmenterSystem(**REDUCED)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = export_native(system.segmentation_module, system.reconstruction_module, Path(tmp) / "vox10.pth.tar")
         source = Path(tmp) / "astronaut.png"
@@ -112,9 +111,9 @@ def run(size: int, batch: int, iters: int) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batches = _batches(iters, batch, size)
     torch.manual_seed(0)
-    plain = plain_loop(CosegmentationSystem(**REDUCED), batches, device)
+    plain = plain_loop(SegmenterSystem(**REDUCED), batches, device)
     torch.manual_seed(0)
-    lightning = lightning_loop(CosegmentationSystem(**REDUCED), batches, "32-true")
+    lightning = lightning_loop(SegmenterSystem(**REDUCED), batches, "32-true")
     return {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "config": {"size": size, "batch": batch, "num_segments": 10, "iterations": iters},
@@ -124,22 +123,3 @@ def run(size: int, batch: int, iters: int) -> dict[str, Any]:
         "segmentation_fps_256": round(segmentation_fps(device), 2),
         "swap_256": swap_benchmark(256),
     }
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``forgelab bench-segmenter``."""
-    p = sub.add_parser("bench-segmenter", help="co-segmentation training it/s (Lightning vs plain loop), fps")
-    p.add_argument("--size", type=int, default=None, help="default: 256 on GPU, 128 on CPU")
-    p.add_argument("--batch", type=int, default=None, help="default: 20 on GPU, 4 on CPU")
-    p.add_argument("--iters", type=int, default=6)
-    p.add_argument("--out", type=Path, default=Path("outputs/bench_segmenter.json"))
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    gpu = torch.cuda.is_available()
-    res = run(args.size or (256 if gpu else 128), args.batch or (20 if gpu else 4), args.iters)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
-    print(json.dumps(res, indent=2))
-    return 0

@@ -1,8 +1,7 @@
-"""``forgelab faces``: find, track and crop the face of a video; write a contact sheet and a JSON summary."""
+"""A video's face track at a glance: a contact sheet of the crops and a JSON summary (``forgelab faces``)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -69,25 +68,3 @@ def extract_faces_report(
     }
     (out_dir / f"{video.stem}_faces.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``forgelab faces``."""
-    p = sub.add_parser("faces", help="extract the face track of a video: contact sheet + JSON summary")
-    p.add_argument("video", type=Path)
-    p.add_argument("--out", type=Path, default=Path("outputs"))
-    p.add_argument("--frames", default="all", help="all | even:N | first:N")
-    p.add_argument("--crop-size", type=int, default=112)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    s = extract_faces_report(args.video, args.out, args.frames, args.crop_size, args.device)
-    print(
-        f"faces: {s['frames_with_face']}/{s['frames_processed']} frames with a face "
-        f"({100 * s['face_rate']:.1f} %), box jitter {s['box_jitter_raw_px']} -> {s['box_jitter_smoothed_px']} px, "
-        f"{s['frames_per_second']} frames/s"
-    )
-    print(f"faces: wrote {s['contact_sheet']} and {args.out / (args.video.stem + '_faces.json')}")
-    return 0

@@ -1,4 +1,4 @@
-"""Training entry point: ``forgelab fit|validate|test --config experiments/NAME.yaml [overrides]``.
+"""``forgelab fit|validate|test --config experiments/NAME.yaml [overrides]``: train or evaluate a system.
 
 A thin :class:`~lightning.pytorch.cli.LightningCLI` whose YAML mirrors constructors (``class_path`` /
 ``init_args``). It adds a ``run`` section (experiment name, W&B project/entity/tags, output folder,
@@ -10,18 +10,17 @@ way. Accelerator and devices default to ``auto``: a GPU (several: DDP) when pres
 from __future__ import annotations
 
 import argparse
-import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from common.loggers import LogRunConfig, MediaCallback, build_loggers
+from common.loggers import LogRunConfig, MediaCallback, build_loggers, run_dir
 
 
 @dataclass
@@ -95,7 +94,7 @@ def run_summary(trainer: Trainer) -> str:
     """Where the checkpoints, logs, media and W&B run of a finished fit are."""
     from lightning.pytorch.loggers import WandbLogger
 
-    lines = [f"run folder: {trainer.log_dir}"]
+    lines = [f"run folder: {run_dir(trainer)}"]
     ckpt = trainer.checkpoint_callback
     if ckpt is not None and getattr(ckpt, "dirpath", None):
         best = getattr(ckpt, "best_model_path", "") or "(none)"
@@ -112,8 +111,9 @@ def run_summary(trainer: Trainer) -> str:
 
 def run_cli(args: Sequence[str]) -> ForgelabCLI:
     """Run the training CLI with explicit arguments (``["fit", "--config", ...]``)."""
-    with mock.patch.object(sys, "argv", [sys.argv[0], *args]):  # LightningCLI reads sys.argv itself
-        return ForgelabCLI()
+    with warnings.catch_warnings():  # the console script also has them in sys.argv, which LightningCLI warns about
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return ForgelabCLI(args=list(args))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

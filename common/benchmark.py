@@ -1,4 +1,5 @@
-"""``forgelab bench preprocess``: decode and face-extraction speed, batched vs the naive way, as ratios.
+"""Preprocessing benchmark (``forgelab bench preprocess``): decode and face-extraction speed, batched vs the
+naive way, as ratios.
 
 The naive way is what most public detectors do: MTCNN on one full-resolution frame at a time. Both
 run in the same process on the same frames, so the ratio does not depend on the machine's load.
@@ -6,20 +7,19 @@ run in the same process on the same frames, so the ratio does not depend on the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from common.assets import SAMPLE_VIDEO
 from common.faces import FaceExtractor
 from common.video import VideoReader, write_video
-
-SAMPLE_VIDEO = Path(__file__).resolve().parent.parent / "assets" / "carphone_pristine.mp4"
 
 
 def synthetic_720p(src: Path, out: Path, num_frames: int = 48, scale: float = 3.0) -> Path:
@@ -30,7 +30,7 @@ def synthetic_720p(src: Path, out: Path, num_frames: int = 48, scale: float = 3.
     rng = np.random.default_rng(0)
     bg = np.asarray(Image.fromarray(rng.integers(0, 255, (45, 80, 3), dtype=np.uint8)).resize((1280, 720)))
 
-    def gen():  # noqa: ANN202
+    def gen() -> Iterator[np.ndarray]:
         for i in range(num_frames):
             canvas = bg.copy()
             big = np.asarray(Image.fromarray(frames[i % len(frames)]).resize((w, h), Image.BILINEAR))
@@ -100,26 +100,3 @@ def run(out: Path, device: str = "cpu", frames_720p: int = 48) -> dict[str, Any]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     return results
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``forgelab bench``."""
-    p = sub.add_parser("bench", help="benchmarks (ratios against a baseline measured in the same run)")
-    p.add_argument("what", choices=["preprocess"])
-    p.add_argument("--out", type=Path, default=Path("outputs/bench_preprocess.json"))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--frames-720p", type=int, default=48)
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    res = run(args.out, args.device, args.frames_720p)
-    print(f"{'video':<16}{'decode f/s':>12}{'batched f/s':>13}{'naive f/s':>11}{'speedup':>9}{'box diff px':>13}")
-    for key in ("sample", "synthetic_720p"):
-        r = res[key]
-        print(
-            f"{key:<16}{r['decode']['frames_per_second']:>12}{r['extract_batched']['frames_per_second']:>13}"
-            f"{r['extract_naive']['frames_per_second']:>11}{r['speedup']:>8}x{r['box_mean_abs_diff_px']!s:>13}"
-        )
-    print(f"bench: wrote {args.out}")
-    return 0

@@ -1,6 +1,7 @@
-"""The ``forgelab`` command: sub-commands are registered through the ``forgelab.commands`` entry points,
-so ``common`` never imports ``detection`` or ``generation``. Bad input ends as one line on stderr and a
-non-zero exit code, never a traceback.
+"""The ``forgelab`` command line: every command is a module ``<package>/commands/<name>.py`` with
+``add_parser(sub)`` (arguments) and ``main(args) -> exit code`` (calls the library, prints), registered
+through the ``forgelab.commands`` entry points, so ``common`` never imports ``detection`` or
+``generation``. Bad input ends as one line on stderr and a non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -38,7 +39,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"forgelab {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

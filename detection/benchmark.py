@@ -1,4 +1,5 @@
-"""``forgelab bench-detector``: detect wall time vs the published project's way, and training clips/s.
+"""Detection benchmark (``forgelab bench-detector``): detect wall time vs the published project's way, and
+training clips/s.
 
 Both ways score the same number of frames with the same full-size ResNeXt-LSTM (random weights; speed
 does not depend on them), in the same process:
@@ -12,8 +13,6 @@ does not depend on them), in the same process:
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.data import to_tensor_clip
+from common.assets import SAMPLE_VIDEO
 from common.faces import FaceExtractor, resolve_device
+from common.frames import to_tensor_clip
 from common.video import VideoReader
+from detection.loading import LoadedDetector
 from detection.models import ResNeXtLSTM
-from detection.predict import Detector, analyse
-
-SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "carphone_pristine.mp4"
+from detection.predict import analyse, extractor_for
 
 
 def published_way(video: Path, model: torch.nn.Module, frames: int, size: int, device: torch.device) -> float:
@@ -38,18 +37,18 @@ def published_way(video: Path, model: torch.nn.Module, frames: int, size: int, d
     with VideoReader(video) as reader:
         track = naive.extract(reader, list(range(min(frames, reader.info.num_frames))))
     clip = to_tensor_clip(track.crops, None)[None]
-    model.trunk.to(memory_format=torch.contiguous_format)  # the published project's model
+    model.backbone.to(memory_format=torch.contiguous_format)  # the published project's model
     with torch.no_grad():
         model(clip.to(device))
     return time.perf_counter() - start
 
 
-def ours(video: Path, model: torch.nn.Module, clips: int, clip_len: int, size: int, device: torch.device) -> float:
+def ours(video: Path, model: ResNeXtLSTM, clips: int, clip_len: int, size: int, device: torch.device) -> float:
     """Seconds for ``analyse`` (the code behind ``forgelab detect``) on the same number of frames."""
     start = time.perf_counter()
-    model.trunk.to(memory_format=torch.channels_last)  # as load_detector does
-    detector = Detector(model, clip_len, size, "forgelab", "random", device)
-    analyse(video, detector, FaceExtractor(crop_size=size, device=str(device)), clips, clip_len)
+    model.input_spec = model.input_spec.replace(size=size, frames=clip_len)
+    detector = LoadedDetector(model.to_channels_last(), "random", "forgelab", device)  # as load_detector does
+    analyse(video, detector, extractor_for(detector), clips, clip_len)
     return time.perf_counter() - start
 
 
@@ -75,14 +74,14 @@ def training_clips_per_s(device: torch.device, batch: int = 4, clip_len: int = 2
 
 def run(clips: int = 4, clip_len: int = 20, size: int = 112) -> dict[str, Any]:
     """The benchmark on the sample video and a synthetic 10-second 720p video."""
-    from common.bench import synthetic_720p
+    from common.benchmark import synthetic_720p
 
     device = resolve_device("auto")
     torch.manual_seed(0)
     model = ResNeXtLSTM().to(device).eval()
     out: dict[str, Any] = {"device": str(device), "frames_scored": clips * clip_len, "input_size": size}
     with tempfile.TemporaryDirectory() as tmp:
-        videos = {"sample": SAMPLE, "synthetic_720p_10s": synthetic_720p(SAMPLE, Path(tmp) / "s.mp4", 250)}
+        videos = {"sample": SAMPLE_VIDEO, "synthetic_720p_10s": synthetic_720p(SAMPLE_VIDEO, Path(tmp) / "s.mp4", 250)}
         for name, video in videos.items():
             ours(video, model, 1, 2, size, device)  # warm-up (MTCNN and trunk)
             a = ours(video, model, clips, clip_len, size, device)
@@ -90,20 +89,3 @@ def run(clips: int = 4, clip_len: int = 20, size: int = 112) -> dict[str, Any]:
             out[name] = {"forgelab_s": round(a, 2), "published_way_s": round(b, 2), "speedup": round(b / a, 2)}
     out["training_clips_per_s_112px_T20"] = round(training_clips_per_s(device), 3)
     return out
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``forgelab bench-detector``."""
-    p = sub.add_parser("bench-detector", help="detect wall time vs the published way; training clips/s")
-    p.add_argument("--clips", type=int, default=4)
-    p.add_argument("--frames", type=int, default=20)
-    p.add_argument("--out", type=Path, default=Path("outputs/bench_detector.json"))
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    res = run(args.clips, args.frames)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2))
-    print(json.dumps(res, indent=2))
-    return 0

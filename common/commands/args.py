@@ -1,0 +1,56 @@
+"""Argument helpers shared by several commands (dataset choice, shards, positive counts)."""
+
+from __future__ import annotations
+
+import argparse
+
+from common.datasets import LAYOUTS, DatasetIndex, build_index
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--dataset``, ``--root`` and the layout-specific options to a sub-command."""
+    parser.add_argument("--dataset", choices=LAYOUTS, default="folder", help="dataset layout")
+    parser.add_argument("--root", required=True, help="dataset root (csv: the manifest; single: one video)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed")
+    parser.add_argument("--compression", default="c23", help="FaceForensics++: raw|c0|c23|c40")
+    parser.add_argument("--methods", default="", help="FaceForensics++: comma-separated methods")
+    parser.add_argument("--splits-dir", default=None, help="FaceForensics++: folder of train/val/test.json")
+
+
+def index_from_args(args: argparse.Namespace) -> DatasetIndex:
+    """The :class:`DatasetIndex` the arguments describe."""
+    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    return build_index(args.dataset, args.root, args.seed, args.compression, methods, args.splits_dir)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must lie in [0, 1]")
+    return value

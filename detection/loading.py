@@ -1,0 +1,94 @@
+"""Load any detector file: our checkpoints, published ResNeXt-LSTM files and MesoNet's Keras weights.
+
+The kind is inferred from the file: ``.h5`` -> MesoNet (variant read from the file), a name like
+``model_<acc>_acc_<frames>_frames_<tag>.pt`` -> the published ResNeXt-LSTM, anything else -> a
+:class:`~detection.system.DetectionSystem` checkpoint. Every detector comes back behind the one
+:class:`~detection.models.Detector` interface, its input spec saying how to feed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.errors import CheckpointError, ForgelabError
+from common.faces import resolve_device
+from common.weights import newest_checkpoint, read_checkpoint
+from detection.models import Detector, InputSpec, PublishedResNeXtLSTM
+from detection.models.legacy import is_legacy_file
+from detection.models.mesonet import load_mesonet
+
+DEFAULT_RUNS = Path("outputs/runs/detector_sample")
+
+
+@dataclass
+class LoadedDetector:
+    """A detector ready for inference.
+
+    Attributes:
+        module: the :class:`Detector` (eval mode, on ``device``).
+        path: the file it came from.
+        kind: ``forgelab`` (trained here), ``published-resnext-lstm`` or ``mesonet``.
+        device: where it runs.
+    """
+
+    module: Detector
+    path: str
+    kind: str
+    device: torch.device
+
+    @property
+    def spec(self) -> InputSpec:
+        """What the detector expects (crop size and margin, frames, stride, aggregation)."""
+        return self.module.input_spec
+
+    @torch.no_grad()
+    def p_fake(self, clips: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+        """p(fake) of each clip of ``clips [K, T, 3, S, S]`` (RGB [0, 1])."""
+        out = [self.module(clips[i : i + batch_size].to(self.device)).float().softmax(1)[:, 1].cpu()
+               for i in range(0, len(clips), batch_size)]  # fmt: skip
+        return torch.cat(out).numpy()
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": self.kind, "checkpoint": self.path, **self.module.describe()}
+
+
+def load_system_detector(path: str | Path) -> Detector:
+    """The detector of a :class:`DetectionSystem` checkpoint (with the input spec its fit recorded)."""
+    from detection.system import DetectionSystem
+
+    data = read_checkpoint(path)  # one clear error for missing / empty / HTML / truncated files first
+    hp = data.get("hyper_parameters", {})
+    if "state_dict" not in data or "detector" not in hp:
+        raise CheckpointError(path, "not a DetectionSystem checkpoint, nor a published model_<acc>_acc_<n>_frames_*.pt "
+                              "or MesoNet .h5 file")  # fmt: skip
+    try:
+        system = DetectionSystem.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except ForgelabError as exc:
+        raise CheckpointError(path, str(exc)) from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"weights do not fit the detector ({str(exc).splitlines()[0][:160]})") from None
+    return system.detector
+
+
+def load_detector(path: str | Path | None, device: str = "auto", runs: Path = DEFAULT_RUNS) -> LoadedDetector:
+    """Load a detector file (kind inferred); ``None`` takes the newest run's best checkpoint under ``runs``."""
+    if path is None:
+        path = newest_checkpoint(runs)
+        if path is None:
+            raise CheckpointError("--checkpoint", "none given and no sample run found: run `make train-detector` "
+                                  "or pass our .ckpt, a published model_*.pt or a MesoNet .h5")  # fmt: skip
+    p = Path(path)
+    if p.suffix.lower() in (".h5", ".hdf5"):
+        module: Detector = load_mesonet(p)
+        kind = "mesonet"
+    elif is_legacy_file(p):
+        module, kind = PublishedResNeXtLSTM(str(p)), "published-resnext-lstm"
+    else:
+        module, kind = load_system_detector(p), "forgelab"
+    dev = resolve_device(device)
+    module = module.to_channels_last().to(dev).eval()  # same numbers, faster convolutions
+    return LoadedDetector(module, str(p), kind, dev)
