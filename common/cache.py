@@ -32,7 +32,7 @@ CONFIG_FILE = "cache_config.json"
 META_FILE = "meta.json"
 CROPS_FILE = "crops.npy"
 TMP_DIR = ".tmp"
-CONFIG_DEFAULTS = {"square": True}  # settings added later: what caches written before them used
+CONFIG_DEFAULTS = {"square": True, "resample": "bilinear"}  # settings added later: what older caches used
 
 
 def entry_dir(cache: Path, video_id: str) -> Path:

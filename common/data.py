@@ -78,6 +78,7 @@ class VideoDataModule(pl.LightningDataModule):
         faces_on_the_fly: without a cache, detect and crop faces while loading (slow; CPU).
         margin: face crop side / face box side (``faces_on_the_fly`` and ``build_cache``).
         square: square face crops (else the face box itself, stretched to ``size``).
+        resample: interpolation of the face crops (``bilinear``, ``bicubic``, ``nearest``).
         max_videos: keep at most this many videos per split, both classes in turn (quick runs, tests).
         self_blend: ``clip`` mode: turn real clips into self-blended pseudo-fakes (needs landmarks:
             a cache, or ``faces_on_the_fly``); lets a detector train from real videos only. With
@@ -90,8 +91,9 @@ class VideoDataModule(pl.LightningDataModule):
             consecutive frames) or ``windows:K`` (runs exactly as long as one clip spans).
         seed: seed of the deterministic evaluation sampling.
 
-    Training uses the videos that have a cache entry (the others are counted in the log); validation and
-    test keep every video, and one that cannot be read scores 0.5 and is listed by the evaluation.
+    Training uses the videos that have a cache entry (the others are counted in the log); in ``clip`` mode
+    validation and test keep every video, and one that cannot be read scores 0.5 and is listed by the
+    evaluation.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class VideoDataModule(pl.LightningDataModule):
         faces_on_the_fly: bool = False,
         margin: float = 1.3,
         square: bool = True,
+        resample: str = "bilinear",
         max_videos: int | None = None,
         self_blend: SelfBlend | None = None,
         build_cache: bool = False,
@@ -143,6 +146,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.faces_on_the_fly = faces_on_the_fly
         self.margin = margin
         self.square = square
+        self.resample = resample
         self.max_videos = max_videos
         self.self_blend = self_blend
         self.build_cache = build_cache
@@ -168,7 +172,7 @@ class VideoDataModule(pl.LightningDataModule):
             if not self.cache_dir.is_dir():
                 raise DatasetError(self.cache_dir, "cache folder does not exist (run forgelab preprocess)")
             return CacheSource(self.cache_dir)
-        return DecodeSource(self.faces_on_the_fly, self.size, self.margin, self.square)
+        return DecodeSource(self.faces_on_the_fly, self.size, self.margin, self.square, self.resample)
 
     def prepare_data(self) -> None:
         """Build the face-crop cache when asked (Lightning calls this on one process per machine)."""
@@ -177,7 +181,7 @@ class VideoDataModule(pl.LightningDataModule):
         from common.preprocess import PreprocessConfig, run_preprocess
 
         config = PreprocessConfig(frames=self.resolved_cache_frames(), crop_size=self.size, margin=self.margin,
-                                  square=self.square)  # fmt: skip
+                                  square=self.square, resample=self.resample)  # fmt: skip
         summary = run_preprocess(self.index.records(), self.cache_dir, config)
         log.warning("face cache %s: %d new, %d already done, %d failed", self.cache_dir, summary["ok"],
                     summary["skipped"], summary["failed"])  # fmt: skip
@@ -191,11 +195,11 @@ class VideoDataModule(pl.LightningDataModule):
         self.source = self._source()
         for split in ("train", "val", "test"):
             recs = [r for r in records if r.split == split]
-            if split == "train" and isinstance(self.source, CacheSource):
+            if (split == "train" or self.mode == "pair") and isinstance(self.source, CacheSource):
                 have = [r for r in recs if self.source.has(r)]
                 if len(have) < len(recs):
-                    log.warning("%d of %d training videos have no cache entry and are left out",
-                                len(recs) - len(have), len(recs))  # fmt: skip
+                    log.warning("%d of %d %s videos have no cache entry and are left out",
+                                len(recs) - len(have), len(recs), split)  # fmt: skip
                 recs = have
             self.records[split] = balanced_head(recs, self.max_videos) if self.max_videos else recs
         if not self.records["train"] and stage in (None, "fit"):

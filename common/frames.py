@@ -94,14 +94,16 @@ class DecodeSource(FrameSource):
         crop_size: side of the face crops.
         margin: crop side / face box side.
         square: square crops (else the face box itself, stretched to ``crop_size``).
+        resample: interpolation of the crops (``bilinear``, ``bicubic``, ``nearest``).
     """
 
     def __init__(self, faces_on_the_fly: bool = False, crop_size: int = 224, margin: float = 1.3,
-                 square: bool = True) -> None:  # fmt: skip
+                 square: bool = True, resample: str = "bilinear") -> None:  # fmt: skip
         self.faces_on_the_fly = faces_on_the_fly
         self.crop_size = crop_size
         self.margin = margin
         self.square = square
+        self.resample = resample
         self._lengths: dict[str, int] = {}
         self._extractor = None
 
@@ -125,10 +127,10 @@ class DecodeSource(FrameSource):
 
         if self._extractor is None:
             self._extractor = FaceExtractor(crop_size=self.crop_size, margin=self.margin, square=self.square,
-                                            device="cpu")  # fmt: skip
+                                            resample=self.resample, device="cpu")  # fmt: skip
         dets = self._extractor.detect(frames)
         track = self._extractor.build_track(numbers, dets, (frames.shape[2], frames.shape[1]), record.path)
-        crops = np.stack([crop_square(f, b, self.crop_size) for f, b in zip(frames, track.crop_boxes)])
+        crops = np.stack([crop_square(f, b, self.crop_size, self.resample) for f, b in zip(frames, track.crop_boxes)])
         return crops, numbers, track.crop_landmarks(self.crop_size)
 
     def __getstate__(self) -> dict[str, Any]:

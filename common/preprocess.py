@@ -33,19 +33,22 @@ class PreprocessConfig:
     crop_size: int = 224
     margin: float = 1.3
     square: bool = True
+    resample: str = "bilinear"
     device: str = "auto"
     batch_size: int | None = None
     detect_max_side: int | None = 480
 
     def cache_fields(self) -> dict[str, Any]:
         """The settings that change the cache's content."""
-        return {"frames": self.frames, "crop_size": self.crop_size, "margin": self.margin, "square": self.square}
+        return {"frames": self.frames, "crop_size": self.crop_size, "margin": self.margin, "square": self.square,
+                "resample": self.resample}  # fmt: skip
 
     def extractor(self) -> FaceExtractor:
         return FaceExtractor(
             crop_size=self.crop_size,
             margin=self.margin,
             square=self.square,
+            resample=self.resample,
             device=self.device,
             batch_size=self.batch_size,
             detect_max_side=self.detect_max_side,

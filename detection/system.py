@@ -84,7 +84,8 @@ class DetectionSystem(pl.LightningModule):
             spec = self.detector.input_spec
             self.detector.input_spec = spec.replace(
                 size=spec.size if self.detector.fixed_size else int(dm.size), margin=float(dm.margin),
-                square=bool(getattr(dm, "square", True)), frames=int(dm.clip_len), stride=int(dm.frame_stride),
+                square=bool(getattr(dm, "square", True)), resize=getattr(dm, "resample", spec.resize),
+                frames=int(dm.clip_len), stride=int(dm.frame_stride),
             )  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -44,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
         check_cache_fits(args.cache, spec.margin, spec.square)
     dm = VideoDataModule(index_from_args(args), cache_dir=str(args.cache) if args.cache else None, mode="clip",
                          clip_len=args.frames or spec.frames, frame_stride=spec.stride, eval_clips=args.clips,
-                         size=spec.size, margin=spec.margin, square=spec.square, batch_size=args.batch_size,
+                         size=spec.size, margin=spec.margin, square=spec.square, resample=spec.resize,
+                         batch_size=args.batch_size,
                          num_workers=0, faces_on_the_fly=args.cache is None, max_videos=args.max_videos,
                          self_blend=SelfBlend() if args.self_blend else None)  # fmt: skip
     dm.setup("test")
