@@ -102,13 +102,13 @@ def make_items(
 
 
 def failed_item(
-    record: VideoRecord, clip_len: int, size: int | None, reason: str, video_id: str = ""
+    record: VideoRecord, clip_len: int, size: int | None, reason: str, video_id: str = "", label: int | None = None
 ) -> dict[str, Any]:
     """A placeholder sample for a clip that could not be read (zeros; ``failure`` says why)."""
     s = size or 1
     return {
         "video": torch.zeros(clip_len, 3, s, s),
-        "label": torch.tensor(record.label, dtype=torch.long),
+        "label": torch.tensor(record.label if label is None else label, dtype=torch.long),
         "video_id": video_id or record.video_id,
         "frame_index": torch.full((clip_len,), -1, dtype=torch.long),
         "failure": reason,
@@ -217,15 +217,16 @@ class ClipDataset(Dataset):
         rng = self._rng(index)
         paired = self.train and self.self_blend is not None and self.self_blend.paired and record.label == 0
         blend = self.self_blend if paired or self._blend(record, index, rng) else None
+        augment = self.augment if self.train else None
         try:
             frames, frame_index, landmarks = self.source.read(record, self.positions(record, index % self.clips, rng))
+            items = make_items(frames, frame_index, record, self.size, augment, rng, landmarks, blend, paired)
         except ForgelabError as exc:
             if self.train:
                 raise
-            video_id = f"{record.video_id}#selfblend" if blend is not None else record.video_id
-            return failed_item(record, self.clip_len, self.size, str(exc), video_id)
-        augment = self.augment if self.train else None
-        items = make_items(frames, frame_index, record, self.size, augment, rng, landmarks, blend, keep_base=paired)
+            if blend is None:
+                return failed_item(record, self.clip_len, self.size, str(exc))
+            return failed_item(record, self.clip_len, self.size, str(exc), f"{record.video_id}#selfblend", label=1)
         return items if paired else items[0]
 
 

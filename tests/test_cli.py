@@ -52,12 +52,12 @@ def test_console_script_help() -> None:
         assert command in out
 
 
-def test_newest_best_checkpoint(tmp_path: Path) -> None:
+def test_newest_checkpoint(tmp_path: Path) -> None:
     import os
 
-    from common.weights import newest_checkpoint as newest_best_checkpoint
+    from common.weights import newest_checkpoint
 
-    assert newest_best_checkpoint(tmp_path) is None
+    assert newest_checkpoint(tmp_path) is None
     old = tmp_path / "version_0" / "checkpoints"
     new = tmp_path / "version_1" / "checkpoints"
     for folder, names in ((old, ["best.ckpt", "last.ckpt"]), (new, ["epoch=3.ckpt", "last.ckpt"])):
@@ -65,6 +65,6 @@ def test_newest_best_checkpoint(tmp_path: Path) -> None:
         for n in names:
             (folder / n).write_bytes(b"x")
     os.utime(old, (1, 1))
-    assert newest_best_checkpoint(tmp_path) == new / "epoch=3.ckpt"  # newest run, not its last.ckpt
+    assert newest_checkpoint(tmp_path) == new / "epoch=3.ckpt"  # newest run, not its last.ckpt
     (new / "epoch=3.ckpt").unlink()
-    assert newest_best_checkpoint(tmp_path) == new / "last.ckpt"
+    assert newest_checkpoint(tmp_path) == new / "last.ckpt"

@@ -18,6 +18,7 @@ from common.data import VideoDataModule
 from common.datasets import FolderIndex, VoxIndex
 from common.errors import DatasetError
 from common.preprocess import PreprocessConfig, run_preprocess
+from common.selfblend import SelfBlend
 from tests.conftest import copy_video, numbered_frames
 
 
@@ -238,8 +239,11 @@ def test_long_clips_never_jump_gaps_between_cached_windows(sample_video: Path, t
     train = ClipDataset([record], CacheSource(short), clip_len=20, train=True, size=None)
     with pytest.raises(DatasetError, match="spans 20 consecutive frames, but the longest run available is 10"):
         train[0]
-    evaluation = ClipDataset([record], CacheSource(short), clip_len=20, train=False, clips_per_video=2, size=None)
+    evaluation = ClipDataset([record], CacheSource(short), clip_len=20, train=False, clips_per_video=2, size=None,
+                             self_blend=SelfBlend())  # fmt: skip
     assert "longest run available is 10" in evaluation[0]["failure"]  # scored 0.5 and listed, never silent
+    fake_slot = evaluation[1]  # the pseudo-fake slot keeps its label when its clip cannot be read
+    assert fake_slot["failure"] and fake_slot["label"] == 1 and fake_slot["video_id"] == "sample#selfblend"
     for train_mode in (True, False):
         ds = ClipDataset([record], CacheSource(long), clip_len=30, train=train_mode, clips_per_video=3, repeats=3,
                          size=None)  # fmt: skip

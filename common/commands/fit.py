@@ -1,4 +1,5 @@
-"""``forgelab fit|validate|test --config experiments/NAME.yaml [overrides]``: train or evaluate a system.
+"""``forgelab fit|validate|test --config experiments/base/SYSTEM.yaml --config experiments/NAME.yaml [overrides]``:
+train or evaluate a system (several ``--config`` merge in order).
 
 A thin :class:`~lightning.pytorch.cli.LightningCLI` whose YAML mirrors constructors (``class_path`` /
 ``init_args``). It adds a ``run`` section (experiment name, W&B project/entity/tags, output folder,
@@ -119,7 +120,11 @@ def run_cli(args: Sequence[str]) -> ForgelabCLI:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``forgelab fit``, ``validate`` and ``test`` (arguments go to LightningCLI)."""
     for name in ("fit", "validate", "test"):
-        p = sub.add_parser(name, add_help=False, help=f"{name} an experiment: --config experiments/NAME.yaml")
+        p = sub.add_parser(
+            name,
+            add_help=False,
+            help=f"{name} an experiment: --config experiments/base/SYSTEM.yaml --config experiments/NAME.yaml",
+        )
         p.set_defaults(func=lambda a, n=name: _run(n, a.passthrough), passthrough=[])
 
 
