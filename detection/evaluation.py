@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from detection.metrics import DEFAULT_THRESHOLD, aggregate, binary_metrics, confusion, confusion_image, roc_image
+from detection.models.base import p_fake
 
 FAILED_SCORE = 0.5
 
@@ -72,7 +73,7 @@ def with_failures(n: int, ok: Sequence[int], logits: torch.Tensor | None) -> lis
     """p(fake) of ``n`` clips: from ``logits [len(ok), 2]`` for the readable ones, :data:`FAILED_SCORE` else."""
     out = [FAILED_SCORE] * n
     if logits is not None:
-        for i, p in zip(ok, logits.detach().float().softmax(1)[:, 1].cpu().tolist()):
+        for i, p in zip(ok, p_fake(logits.detach()).cpu().tolist()):
             out[i] = p
     return out
 

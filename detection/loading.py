@@ -18,6 +18,7 @@ from common.errors import CheckpointError, ForgelabError
 from common.faces import resolve_device
 from common.weights import newest_checkpoint, read_checkpoint
 from detection.models import Detector, InputSpec, PublishedResNeXtLSTM
+from detection.models.base import p_fake
 from detection.models.legacy import is_legacy_file
 from detection.models.mesonet import load_mesonet
 
@@ -48,7 +49,7 @@ class LoadedDetector:
     @torch.no_grad()
     def p_fake(self, clips: torch.Tensor, batch_size: int = 8) -> np.ndarray:
         """p(fake) of each clip of ``clips [K, T, 3, S, S]`` (RGB [0, 1])."""
-        out = [self.module(clips[i : i + batch_size].to(self.device)).float().softmax(1)[:, 1].cpu()
+        out = [p_fake(self.module(clips[i : i + batch_size].to(self.device))).cpu()
                for i in range(0, len(clips), batch_size)]  # fmt: skip
         return torch.cat(out).numpy()
 
