@@ -216,7 +216,7 @@ class VideoDataModule(pl.LightningDataModule):
         return ClipDataset(recs, self.source, self.clip_len, self.frame_stride, self.clip_sampling, train,
                            self.eval_clips, self.size, aug, self.seed, self.repeats, self.self_blend)  # fmt: skip
 
-    def dataloader(self, split: str, num_workers: int | None = None) -> DataLoader:
+    def dataloader(self, split: str) -> DataLoader:
         """The loader of one split (shuffled and class-balanced on request for ``train``)."""
         ds = self.dataset(split)
         sampler = None
@@ -225,14 +225,13 @@ class VideoDataModule(pl.LightningDataModule):
             counts = Counter(labels)
             weights = torch.tensor([1.0 / counts[y] for y in labels], dtype=torch.double)
             sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
-        workers = self.num_workers if num_workers is None else num_workers
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             shuffle=split == "train" and sampler is None,
             sampler=sampler,
-            num_workers=workers,
-            persistent_workers=workers > 0,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             drop_last=split == "train" and len(ds) > self.batch_size,
             collate_fn=collate_clips,

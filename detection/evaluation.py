@@ -104,16 +104,14 @@ def summarise(clips: ClipScores, aggregation: str = "mean", threshold: float = D
     }
 
 
-def report_images(clips: ClipScores, aggregation: str = "mean", threshold: float = DEFAULT_THRESHOLD,
-                  prefix: str = "") -> dict[str, torch.Tensor]:  # fmt: skip
+def report_images(clips: ClipScores, aggregation: str = "mean", threshold: float = DEFAULT_THRESHOLD
+                  ) -> dict[str, torch.Tensor]:  # fmt: skip
     """ROC curves (clip and video level) and the video-level confusion matrix as image tensors ``[3, H, W]``."""
     v_scores, v_labels, _ = aggregate(clips.scores, clips.labels, clips.video_ids, aggregation)
     return {
-        f"{prefix}roc_clip": roc_image(clips.scores, clips.labels, f"{prefix}ROC (clip level)".strip()),
-        f"{prefix}roc_video": roc_image(v_scores, v_labels, f"{prefix}ROC (video level)".strip()),
-        f"{prefix}confusion_video": confusion_image(
-            v_scores, v_labels, f"{prefix}confusion (video level)".strip(), threshold
-        ),  # fmt: skip
+        "roc_clip": roc_image(clips.scores, clips.labels, "ROC (clip level)"),
+        "roc_video": roc_image(v_scores, v_labels, "ROC (video level)"),
+        "confusion_video": confusion_image(v_scores, v_labels, "confusion (video level)", threshold),
     }
 
 

@@ -147,7 +147,7 @@ def analyse(
         "faces_found": detected,
         "faces_detected_share": round(detected / len(wanted), 4),
         "frames_face_interpolated": interpolated,
-        "frames_face_filled": int((~track.detected).sum()) - interpolated,
+        "frames_face_filled": int(track.missing().sum()),
         "frames_without_face": track.frame_indices[track.missing()].tolist(),
         "video_info": {"fps": round(info.fps, 3), "frames": info.num_frames, "size": [info.width, info.height]},
         "detector": {**detector.describe(), "input_spec": spec.to_dict()},
