@@ -58,7 +58,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## bench: preprocessing (batched vs naive), detect (vs the published way), co-segmentation (Lightning vs plain loop)
+## bench: face tracking (vs every-frame and per-frame MTCNN), detect (vs the published way; --out time and memory), co-segmentation (Lightning vs plain loop)
 bench: $(STAMP)
 	$(FORGELAB) bench preprocess --out outputs/bench_preprocess.json
 	$(FORGELAB) bench-segmenter --out outputs/bench_segmenter.json

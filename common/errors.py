@@ -41,6 +41,14 @@ class VideoWriteError(PathError):
     what = "video"
 
 
+class OutputError(PathError):
+    """An output path is unusable (missing parent that cannot be created, not writable, a directory where a
+    file is expected or the reverse) or a write failed (full disk, encoder error)."""
+
+    verb = "cannot write"
+    what = "output"
+
+
 class NoFaceError(ForgelabError):
     """No face was found in any frame of a video (or in an image)."""
 

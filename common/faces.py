@@ -1,17 +1,19 @@
 """Face extraction: batched MTCNN detection, tracking, temporal box smoothing and square crops.
 
-The detector is facenet-pytorch's MTCNN, whose weights ship inside the package (works offline). Frames
-are detected in batches, large frames at reduced resolution with the boxes scaled back (the DFDC winners'
-recipe). Per frame the largest confident face is taken, following the previous frame's face by overlap
-so that a second person does not steal the track. Boxes are smoothed over time with a Gaussian in
-frame-number distance (so sparse samples of a long video are left alone), missing frames are filled from
-their neighbours and recorded, and each face is cut as a square enlarged ``margin`` times (1.3 by
-default, the FaceForensics++ protocol), zero-padded at frame borders and resized.
+The detector is MTCNN with facenet-pytorch's networks and weights (they ship inside the package, so this
+works offline), every stage batched (:mod:`common.mtcnn`). Frames are detected in batches, large frames at
+reduced resolution with the boxes scaled back (the DFDC winners' recipe); with ``detect_every`` > 1 only
+key frames go through the detector (:mod:`common.tracking`). Per frame one face is picked
+(:class:`common.tracking.FacePicker`). Boxes of frames without a detection are interpolated linearly from
+their neighbours and recorded, all boxes are smoothed over time with a Gaussian in frame-number distance
+(so sparse samples of a long video are left alone), and each face is cut as a square enlarged ``margin``
+times (1.3 by default, the FaceForensics++ protocol), zero-padded at frame borders and resized. Frames are
+decoded in chunks; memory does not grow with the video's length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,23 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.ops import box_iou
 
 from common.errors import NoFaceError
+from common.mtcnn import Detections
+from common.tracking import FacePicker, KeyframeTracker
 from common.video import VideoReader
-
-
-def detection_plan(indices: Sequence[int], every: int) -> np.ndarray:
-    """bool ``[N]``: which frames go through the detector when detecting every ``every``-th frame of each
-    run of consecutive frame numbers, the last frame of each run included (all of them for ``every`` 1)."""
-    idx = np.asarray(indices, dtype=np.int64)
-    if every <= 1 or len(idx) == 0:
-        return np.ones(len(idx), bool)
-    run_start = np.r_[True, np.diff(idx) != 1]
-    run_end = np.r_[np.diff(idx) != 1, True]
-    starts = np.flatnonzero(run_start)
-    position = np.arange(len(idx)) - starts[np.cumsum(run_start) - 1]
-    return (position % every == 0) | run_end
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -43,25 +33,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-@dataclass
-class Detections:
-    """All faces MTCNN found in one frame, in full-frame pixel coordinates.
-
-    Attributes:
-        boxes: float32 ``[n, 4]`` as ``(x1, y1, x2, y2)``.
-        scores: float32 ``[n]`` detection probabilities.
-        landmarks: float32 ``[n, 5, 2]`` (eyes, nose, mouth corners) as ``(x, y)``.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    landmarks: np.ndarray
-
-    @staticmethod
-    def empty() -> Detections:
-        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
 
 
 @dataclass
@@ -191,32 +162,51 @@ def crop_square(frame: np.ndarray, region: np.ndarray, size: int, resample: str 
 
 
 def smooth_boxes(frame_indices: np.ndarray, boxes: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-smooth boxes over time and fill frames without a detection.
+    """Fill frames without a detection, then Gaussian-smooth the boxes over time.
 
-    Each output box is the average of the detected boxes weighted by ``exp(-(f_i - f_j)^2 / 2 sigma^2)``
-    of their frame-number distance; where all weights vanish the nearest detected box is used.
+    Rows that are not ``valid`` are interpolated linearly in frame number between the nearest valid rows
+    (the nearest one past either end). Each output box is then the average of the filled boxes weighted by
+    ``exp(-(f_i - f_j)^2 / 2 sigma^2)`` of their frame-number distance, cut at ``4 sigma`` (frame numbers are
+    unique and sorted, so only ``ceil(4 sigma)`` neighbours each side can count: linear time and memory).
 
     Args:
-        frame_indices: int ``[N]`` frame numbers.
+        frame_indices: int ``[N]`` sorted unique frame numbers.
         boxes: float ``[N, 4]`` (rows where ``valid`` is False are ignored).
-        valid: bool ``[N]``.
+        valid: bool ``[N]``, at least one True.
         sigma: smoothing width in frames (0 disables smoothing; only filling happens).
 
     Returns:
         float32 ``[N, 4]``.
     """
-    f = frame_indices.astype(np.float64)
-    src_f = f[valid]
-    src = boxes[valid].astype(np.float64)
-    dist = f[:, None] - src_f[None, :]
-    nearest = src[np.argmin(np.abs(dist), axis=1)]
+    f = np.asarray(frame_indices, np.float64)
+    filled = np.asarray(boxes, np.float64).copy()
+    if not valid.all():
+        for c in range(4):
+            filled[~valid, c] = np.interp(f[~valid], f[valid], filled[valid, c])
     if sigma <= 0:
-        out = np.where(valid[:, None], boxes, nearest)
-        return out.astype(np.float32)
-    w = np.exp(-(dist**2) / (2 * sigma**2))
-    total = w.sum(axis=1, keepdims=True)
-    smoothed = (w @ src) / np.maximum(total, 1e-12)
-    return np.where(total > 1e-6, smoothed, nearest).astype(np.float32)
+        return filled.astype(np.float32)
+    n, reach = len(f), int(np.ceil(4 * sigma))
+    total = np.zeros((n, 4))
+    weight = np.zeros(n)
+    for d in range(-reach, reach + 1):
+        i = np.arange(max(0, -d), min(n, n - d))
+        w = np.exp(-((f[i + d] - f[i]) ** 2) / (2 * sigma**2)) * (np.abs(f[i + d] - f[i]) <= 4 * sigma)
+        total[i] += w[:, None] * filled[i + d]
+        weight[i] += w
+    return (total / weight[:, None]).astype(np.float32)
+
+
+def nearest_valid(frame_indices: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """int ``[N]``: for every row, the row of the nearest ``valid`` frame by frame number (sorted frames,
+    at least one valid; linear memory)."""
+    src = np.flatnonzero(valid)
+    if len(src) == 1:
+        return np.full(len(frame_indices), src[0])
+    fs = frame_indices[src]
+    pos = np.clip(np.searchsorted(fs, frame_indices), 1, len(src) - 1)
+    before, after = src[pos - 1], src[pos]
+    closer_after = np.abs(frame_indices[after] - frame_indices) < np.abs(frame_indices[before] - frame_indices)
+    return np.where(closer_after, after, before)
 
 
 class FaceExtractor:
@@ -240,6 +230,9 @@ class FaceExtractor:
         smoothing_sigma: Gaussian box smoothing width in frames (0 = off).
         track_iou: a face overlapping the previous frame's face by at least this IoU is followed
             instead of the largest face.
+        backend: ``"batched"`` (:class:`common.mtcnn.BatchedMTCNN`) or ``"facenet"`` (facenet-pytorch's own
+            ``MTCNN.detect``, which resamples candidates one at a time: the reference and the baseline of
+            ``forgelab bench preprocess``).
     """
 
     def __init__(
@@ -256,9 +249,8 @@ class FaceExtractor:
         min_score: float = 0.9,
         smoothing_sigma: float = 2.0,
         track_iou: float = 0.3,
+        backend: str = "batched",
     ) -> None:
-        from facenet_pytorch import MTCNN  # heavy import kept local to users of faces
-
         self.crop_size = crop_size
         self.margin = margin
         self.square = square
@@ -269,21 +261,81 @@ class FaceExtractor:
         self.min_face_size = min_face_size
         self.min_score = min_score
         self.smoothing_sigma = smoothing_sigma
-        self.track_iou = track_iou
-        self.mtcnn = MTCNN(
-            keep_all=True,
-            min_face_size=min_face_size,
-            thresholds=list(thresholds),
-            post_process=False,
-            select_largest=False,
-            device=self.device,
-        )
+        self.picker = FacePicker(min_score, track_iou)
+        self.backend = backend
+        if backend == "batched":
+            from common.mtcnn import BatchedMTCNN
+
+            self.mtcnn: Any = BatchedMTCNN(min_face_size, thresholds).to(self.device)
+        elif backend == "facenet":
+            from facenet_pytorch import MTCNN  # heavy import kept local to users of faces
+
+            self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, thresholds=list(thresholds),
+                               post_process=False, select_largest=False, device=self.device)  # fmt: skip
+        else:
+            raise ValueError(f"unknown face detector backend {backend!r}: batched or facenet")
 
     # ------------------------------------------------------------------ detection
     def _detect_scale(self, height: int, width: int) -> float:
         if self.detect_max_side is None or max(height, width) <= self.detect_max_side:
             return 1.0
         return self.detect_max_side / max(height, width)
+
+    def shrink(self, frames: np.ndarray) -> torch.Tensor:
+        """Frames at detection resolution.
+
+        Args:
+            frames: uint8 ``[B, H, W, 3]`` RGB.
+
+        Returns:
+            uint8 ``[B, h, w, 3]`` on the detector's device (antialiased resize when ``max(H, W)`` exceeds
+            ``detect_max_side``; a uint8 channels-last resize on the CPU, ~10x a float one).
+        """
+        h, w = frames.shape[1:3]
+        scale = self._detect_scale(h, w)
+        batch = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        if scale == 1.0:
+            return batch
+        dh, dw = max(1, round(h * scale)), max(1, round(w * scale))
+        x = batch.permute(0, 3, 1, 2)
+        if x.device.type != "cpu":
+            x = x.float()
+        x = F.interpolate(x, size=(dh, dw), mode="bilinear", antialias=True, align_corners=False)
+        if x.is_floating_point():
+            x = x.round().clamp(0, 255).to(torch.uint8)
+        return x.permute(0, 2, 3, 1).contiguous()
+
+    def detect_shrunk(self, small: Sequence[torch.Tensor] | torch.Tensor, size: tuple[int, int]) -> list[Detections]:
+        """Detect all faces in frames already at detection resolution (:meth:`shrink`).
+
+        Args:
+            small: uint8 ``[B, h, w, 3]`` (or a list of ``[h, w, 3]``).
+            size: ``(width, height)`` of the full frames, to scale the boxes back.
+
+        Returns:
+            one :class:`Detections` per frame, in full-resolution coordinates.
+        """
+        batch = small if isinstance(small, torch.Tensor) else torch.stack(list(small))
+        dh, dw = batch.shape[1:3]
+        if min(dh, dw) < self.min_face_size:
+            return [Detections.empty() for _ in range(len(batch))]  # MTCNN would raise: too small for any face
+        sx, sy = size[0] / dw, size[1] / dh
+        factor = np.array([sx, sy, sx, sy], np.float32)
+        out = []
+        for det in self._run_mtcnn(batch):
+            out.append(Detections(det.boxes * factor, det.scores, det.landmarks * factor[:2]))
+        return out
+
+    def _run_mtcnn(self, batch: torch.Tensor) -> list[Detections]:
+        if self.backend == "batched":
+            return self.mtcnn(batch)
+        try:
+            boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+        except (RuntimeError, ValueError):  # facenet-pytorch fails on images with no usable scale
+            return [Detections.empty() for _ in range(len(batch))]
+        return [Detections.empty() if bx is None else
+                Detections(np.asarray(bx, np.float32), np.asarray(pr, np.float32), np.asarray(pt, np.float32))
+                for bx, pr, pt in zip(boxes, probs, points)]  # fmt: skip
 
     def detect(self, frames: np.ndarray) -> list[Detections]:
         """Detect all faces in a batch of same-size frames.
@@ -294,65 +346,16 @@ class FaceExtractor:
         Returns:
             one :class:`Detections` per frame, in full-resolution coordinates.
         """
-        b, h, w = frames.shape[:3]
-        scale = self._detect_scale(h, w)
-        dh, dw = max(1, round(h * scale)), max(1, round(w * scale))
-        if min(dh, dw) < self.min_face_size:
-            return [Detections.empty() for _ in range(b)]  # MTCNN would raise: too small for any face
+        size = (frames.shape[2], frames.shape[1])
         out: list[Detections] = []
-        for s in range(0, b, self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(frames[s : s + self.batch_size])).to(self.device)
-            if scale != 1.0:  # uint8 antialiased resize (channels-last fast path; ~10x a float resize)
-                x = batch.permute(0, 3, 1, 2)
-                if x.device.type != "cpu":
-                    x = x.float()
-                x = F.interpolate(x, size=(dh, dw), mode="bilinear", antialias=True, align_corners=False)
-                batch = (
-                    x.round().clamp(0, 255).permute(0, 2, 3, 1).contiguous()
-                    if x.is_floating_point()
-                    else (x.permute(0, 2, 3, 1).contiguous())
-                )
-            try:
-                boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
-            except (RuntimeError, ValueError):
-                boxes = [None] * len(batch)  # facenet-pytorch fails on images with no usable scale
-                probs = points = boxes
-            for bx, pr, pt in zip(boxes, probs, points):
-                if bx is None:
-                    out.append(Detections.empty())
-                    continue
-                sx, sy = w / dw, h / dh
-                bx = np.asarray(bx, np.float32) * np.array([sx, sy, sx, sy], np.float32)
-                pt = np.asarray(pt, np.float32) * np.array([sx, sy], np.float32)
-                out.append(Detections(bx, np.asarray(pr, np.float32), pt))
+        for s in range(0, len(frames), self.batch_size):
+            out.extend(self.detect_shrunk(self.shrink(frames[s : s + self.batch_size]), size))
         return out
 
     # ------------------------------------------------------------------ tracking
     def select(self, detections: Sequence[Detections]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Pick one face per frame: follow the previous face by IoU, else take the largest.
-
-        Returns:
-            ``(boxes [N, 4] NaN where none, landmarks [N, 5, 2], scores [N], detected [N] bool)``.
-        """
-        n = len(detections)
-        boxes = np.full((n, 4), np.nan, np.float32)
-        lms = np.zeros((n, 5, 2), np.float32)
-        scores = np.zeros((n,), np.float32)
-        prev: np.ndarray | None = None
-        for i, det in enumerate(detections):
-            keep = det.scores >= self.min_score
-            if not keep.any():
-                continue
-            bx, sc, lm = det.boxes[keep], det.scores[keep], det.landmarks[keep]
-            areas = (bx[:, 2] - bx[:, 0]) * (bx[:, 3] - bx[:, 1])
-            j = int(np.argmax(areas))
-            if prev is not None:
-                iou = box_iou(torch.from_numpy(bx), torch.from_numpy(prev[None]))[:, 0].numpy()
-                if iou.max() >= self.track_iou:
-                    j = int(np.argmax(iou))
-            boxes[i], lms[i], scores[i] = bx[j], lm[j], sc[j]
-            prev = bx[j]
-        return boxes, lms, scores, ~np.isnan(boxes[:, 0])
+        """Pick one face per frame (:meth:`common.tracking.FacePicker.select`)."""
+        return self.picker.select(detections)
 
     def build_track(
         self,
@@ -371,10 +374,7 @@ class FaceExtractor:
             raise NoFaceError(source, f"none of {len(detections)} frames has a face with score >= {self.min_score}")
         boxes = smooth_boxes(frame_indices, np.nan_to_num(raw), detected, self.smoothing_sigma)
         if not detected.all():
-            f = frame_indices
-            src = np.flatnonzero(detected)
-            nearest = src[np.argmin(np.abs(f[:, None] - f[src][None, :]), axis=1)]
-            lms = np.where(detected[:, None, None], lms, lms[nearest])
+            lms = np.where(detected[:, None, None], lms, lms[nearest_valid(frame_indices, detected)])
         return FaceTrack(
             frame_indices=frame_indices.astype(np.int64),
             boxes=boxes,
@@ -394,14 +394,17 @@ class FaceExtractor:
         indices: Sequence[int] | None = None,
         crops: bool = True,
         crops_out: np.ndarray | None = None,
-        keep_frames_mb: float = 1024.0,
+        keep_frames_mb: float = 48.0,
         progress: Callable[[int], None] | None = None,
         detect_every: int = 1,
+        refine_iou: float = 0.5,
     ) -> FaceTrack:
         """Detect, track and (optionally) crop the face in the chosen frames of a video.
 
-        Frames are decoded in chunks; when all chosen frames fit in ``keep_frames_mb`` they are kept for
-        cropping, otherwise they are decoded a second time after the boxes have been smoothed.
+        Frames are decoded in chunks and only their downscaled copies since the last key frame are held
+        (:class:`common.tracking.KeyframeTracker`). When all chosen frames fit in ``keep_frames_mb`` they
+        are also kept for cropping, otherwise they are decoded a second time after the boxes have been
+        smoothed (crops stream into ``crops_out``), so memory does not grow with the video's length.
 
         Args:
             reader: an open :class:`VideoReader`.
@@ -412,8 +415,9 @@ class FaceExtractor:
             keep_frames_mb: memory allowed for keeping decoded frames between the two passes.
             progress: called with the number of frames just processed.
             detect_every: run the detector on every k-th frame of each run of consecutive frames (and on
-                its last frame); the others take boxes interpolated by the track (faces move little
-                between neighbouring frames). 1 detects every frame.
+                its first and last frame, and on every frame between two key frames that disagree); the
+                others take boxes interpolated by the track. 1 detects every frame.
+            refine_iou: key frames whose faces overlap less than this count as a lost track.
 
         Returns:
             the :class:`FaceTrack` (``crops`` filled when requested).
@@ -422,41 +426,25 @@ class FaceExtractor:
             NoFaceError: no frame has a face.
         """
         info = reader.info
-        idx = list(range(info.num_frames)) if indices is None else list(indices)
-        if detect_every > 1:
-            indices = idx  # explicit frame numbers, so run positions match the frames read
-        frame_mb = info.width * info.height * 3 / 2**20
-        keep = crops and frame_mb * len(idx) <= keep_frames_mb
+        size = (info.width, info.height)
+        count = info.num_frames if indices is None else len(indices)
+        keep = crops and info.width * info.height * 3 / 2**20 * count <= keep_frames_mb
         kept: list[np.ndarray] = []
-        got_idx: list[np.ndarray] = []
-        dets: list[Detections] = []
-        plan = detection_plan(idx, detect_every)
-        done = 0
-        for chunk_idx, frames in reader.iter_chunks(self.batch_size, indices):
-            # every decoded frame when detecting all (the decoder may yield more than the header said)
-            pick = (
-                np.arange(len(chunk_idx)) if detect_every <= 1 else np.flatnonzero(plan[done : done + len(chunk_idx)])
-            )
-            found = dict(zip(pick.tolist(), self.detect(frames[pick]) if len(pick) else []))
-            dets.extend(found.get(j, Detections.empty()) for j in range(len(chunk_idx)))
-            done += len(chunk_idx)
-            got_idx.append(chunk_idx)
+        tracker = KeyframeTracker(lambda imgs: self.detect_shrunk(imgs, size), self.picker, detect_every,
+                                  refine_iou, self.batch_size)  # fmt: skip
+        for i, frame in reader.iter_frames(indices):  # one full-size frame at a time
+            tracker.push([i], [self.shrink(frame[None])[0]])
             if keep:
-                kept.append(frames)
+                kept.append(frame)
             if progress is not None:
-                progress(len(chunk_idx))
-        frame_indices = np.concatenate(got_idx) if got_idx else np.zeros((0,), np.int64)
-        track = self.build_track(frame_indices, dets, (info.width, info.height), str(reader.path),
-                                 ~plan if detect_every > 1 else None)  # fmt: skip
+                progress(1)
+        frame_indices, dets, skipped = tracker.finish()
+        track = self.build_track(frame_indices, dets, size, str(reader.path), skipped if detect_every > 1 else None)
         if crops:
             n = len(frame_indices)
             out = crops_out if crops_out is not None else np.empty((n, self.crop_size, self.crop_size, 3), np.uint8)
-            chunks: Iterator[tuple[np.ndarray, np.ndarray]]
-            chunks = iter(zip(got_idx, kept)) if keep else reader.iter_chunks(self.batch_size, frame_indices.tolist())
-            pos = 0
-            for _, frames in chunks:
-                for frame in frames:
-                    out[pos] = crop_square(frame, track.crop_boxes[pos], self.crop_size, self.resample)
-                    pos += 1
+            frames = iter(kept) if keep else (f for _, f in reader.iter_frames(frame_indices.tolist()))
+            for pos, frame in enumerate(frames):
+                out[pos] = crop_square(frame, track.crop_boxes[pos], self.crop_size, self.resample)
             track.crops = out
         return track

@@ -37,11 +37,15 @@ class PreprocessConfig:
     device: str = "auto"
     batch_size: int | None = None
     detect_max_side: int | None = 480
+    detect_every: int = 1  # the face detector on every k-th frame of each run, the others interpolated
 
     def cache_fields(self) -> dict[str, Any]:
         """The settings that change the cache's content."""
-        return {"frames": self.frames, "crop_size": self.crop_size, "margin": self.margin, "square": self.square,
-                "resample": self.resample}  # fmt: skip
+        fields = {"frames": self.frames, "crop_size": self.crop_size, "margin": self.margin, "square": self.square,
+                  "resample": self.resample}  # fmt: skip
+        if self.detect_every != 1:  # caches written before the option existed keep their tag
+            fields["detect_every"] = self.detect_every
+        return fields
 
     def extractor(self) -> FaceExtractor:
         return FaceExtractor(
@@ -72,7 +76,8 @@ def in_shard(video_id: str, shard: tuple[int, int]) -> bool:
     return int(hashlib.sha1(video_id.encode()).hexdigest(), 16) % n == i
 
 
-def process_video(record: VideoRecord, cache: Path, extractor: FaceExtractor, frames: str, tag: str) -> Outcome:
+def process_video(record: VideoRecord, cache: Path, extractor: FaceExtractor, frames: str, tag: str,
+                  detect_every: int = 1) -> Outcome:  # fmt: skip
     """Extract one video's faces into its cache entry (atomically). Never raises for bad input."""
     writer = None
     try:
@@ -80,7 +85,7 @@ def process_video(record: VideoRecord, cache: Path, extractor: FaceExtractor, fr
             indices = sample_indices(reader.info.num_frames, frames)
             writer = cache_mod.EntryWriter(cache, record.video_id, tag)
             crops = writer.crops(len(indices), extractor.crop_size)
-            track = extractor.extract(reader, indices, crops=True, crops_out=crops)
+            track = extractor.extract(reader, indices, crops=True, crops_out=crops, detect_every=detect_every)
             crops.flush()
             del crops
             info = reader.info
@@ -119,10 +124,11 @@ def _init_worker(config: PreprocessConfig) -> None:
 
     torch.set_num_threads(1)
     _WORKER["extractor"] = config.extractor()
+    _WORKER["detect_every"] = config.detect_every
 
 
 def _work(record: VideoRecord, cache: Path, frames: str, tag: str) -> Outcome:
-    return process_video(record, cache, _WORKER["extractor"], frames, tag)
+    return process_video(record, cache, _WORKER["extractor"], frames, tag, _WORKER["detect_every"])
 
 
 def run_preprocess(
@@ -161,7 +167,7 @@ def run_preprocess(
         if workers <= 1:
             extractor = config.extractor()
             for r in todo:
-                record_outcome(process_video(r, cache, extractor, config.frames, tag))
+                record_outcome(process_video(r, cache, extractor, config.frames, tag, config.detect_every))
         else:
             with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config,)) as pool:
                 futures: list[Future[Outcome]] = [pool.submit(_work, r, cache, config.frames, tag) for r in todo]

@@ -1,7 +1,8 @@
 """Video IO: probe, frame-accurate random access, bounded-memory iteration and H.264 writing.
 
 Reading goes through PyAV (FFmpeg bindings) so that a handful of frames of a long video costs a seek
-to the nearest key frame plus a few decoded frames, not a decode of the whole file. A "video" may also
+to the nearest key frame plus a few decoded frames, not a decode of the whole file. Frames come out
+upright: a phone video's rotation (its display matrix) is applied, and sizes are display sizes. A "video" may also
 be a folder of numbered image files (the VoxCeleb/TaiChi "video-preprocessing" layout). Writing goes
 through the ffmpeg binary that ships inside ``imageio-ffmpeg`` (libx264, yuv420p), with the audio track
 of another file muxed in on request. Every failure surfaces as :class:`VideoReadError` or
@@ -13,6 +14,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +23,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
@@ -184,7 +185,8 @@ class VideoReader:
     def _first_frame(self) -> np.ndarray | None:
         gen = self._decode_from(0)
         try:
-            return next(gen, (None, None))[1]
+            first = next(gen, (None, None))[1]
+            return None if first is None else _rgb(first)
         except VideoReadError:
             return None
         finally:
@@ -200,15 +202,16 @@ class VideoReader:
             return -1
         return round(float((pts - self._start) * self._time_base * self._fps))
 
-    def _decode_from(self, index: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Seek to the key frame at or before ``index`` and yield ``(index, rgb HxWx3 uint8)`` onwards."""
+    def _decode_from(self, index: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Seek to the key frame at or before ``index`` and yield ``(index, decoded frame)`` onwards (frames
+        are converted to RGB only when wanted: :func:`_rgb`)."""
         assert self._container is not None
         ts = self._start + int(index / self._fps / self._time_base)
         try:
             self._container.seek(max(ts, self._start), stream=self._stream, backward=True, any_frame=False)
             for frame in self._container.decode(self._stream):
                 self.decoded_frames += 1
-                yield self._index_of(frame.pts), frame.to_ndarray(format="rgb24")
+                yield self._index_of(frame.pts), frame
         except av.FFmpegError as exc:
             raise VideoReadError(self.path, f"decoding failed near frame {index} ({exc})") from None
 
@@ -228,7 +231,10 @@ class VideoReader:
         if self._frames is not None:
             return np.stack([self._read_image(self._frames[int(i)]) for i in indices])
         found = self._read_sorted(sorted({int(i) for i in indices}))
-        return np.stack([found[int(i)] for i in indices])
+        out = np.empty((len(indices), self.info.height, self.info.width, 3), np.uint8)
+        for k, i in enumerate(indices):
+            out[k] = found[int(i)]
+        return out
 
     def _read_sorted(self, wanted: list[int]) -> dict[int, np.ndarray]:
         """Decode the sorted unique frames ``wanted``, continuing from the previous call when possible."""
@@ -257,15 +263,16 @@ class VideoReader:
                     else:
                         self._last = first_idx
                         if first_idx in want:
-                            found[first_idx] = first
+                            found[first_idx] = _rgb(first)
             if target in found:
                 continue
             for idx, frame in self._iter:
                 self._last = idx
                 if idx in want and idx not in found:
-                    found[idx] = frame
+                    found[idx] = _rgb(frame)
                 if idx >= target:
-                    found.setdefault(target, frame)  # a skipped index takes the next frame
+                    if target not in found:  # a skipped index takes the next frame
+                        found[target] = found[idx] if idx in found else _rgb(frame)
                     break
             else:
                 self._drop_iter()
@@ -278,6 +285,28 @@ class VideoReader:
             )
         return found
 
+    def iter_frames(self, indices: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(frame number, frame [H, W, 3] uint8 RGB)`` one at a time, in order: the lowest-memory way
+        through a video (decode -> process -> drop).
+
+        Args:
+            indices: the frames to visit (sorted ascending); all frames when ``None``.
+        """
+        if indices is None and self._frames is None:
+            seen = 0
+            self._drop_iter()
+            self._iter = self._decode_from(0)  # owned by the reader so close() finalises it
+            for idx, frame in self._iter:
+                idx = max(idx, seen)  # frame numbers from timestamps never repeat or go back
+                seen = idx + 1
+                yield idx, _rgb(frame)
+            self._drop_iter()
+            if seen == 0:
+                raise VideoReadError(self.path, "video stream contains no decodable frame")
+            return
+        for i in range(self.info.num_frames) if indices is None else indices:
+            yield int(i), self.read([i])[0]
+
     def iter_chunks(
         self, chunk_size: int = 32, indices: Sequence[int] | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -287,34 +316,22 @@ class VideoReader:
             chunk_size: frames per chunk.
             indices: the frames to visit (sorted ascending); all frames when ``None``.
         """
-        if indices is None:
-            if self._frames is None:
-                yield from self._iter_all(chunk_size)
-                return
-            indices = range(self.info.num_frames)
-        idx = list(indices)
-        for s in range(0, len(idx), chunk_size):
-            part = idx[s : s + chunk_size]
-            yield np.asarray(part, dtype=np.int64), self.read(part)
-
-    def _iter_all(self, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if indices is not None:
+            idx = list(indices)
+            for s in range(0, len(idx), chunk_size):
+                part = idx[s : s + chunk_size]
+                yield np.asarray(part, dtype=np.int64), self.read(part)
+            return
         buf_i: list[int] = []
         buf_f: list[np.ndarray] = []
-        seen = 0
-        self._drop_iter()
-        self._iter = self._decode_from(0)  # owned by the reader so close() finalises it
-        for idx, frame in self._iter:
-            buf_i.append(max(idx, seen))
+        for i, frame in self.iter_frames():
+            buf_i.append(i)
             buf_f.append(frame)
-            seen = buf_i[-1] + 1
             if len(buf_f) == chunk_size:
                 yield np.asarray(buf_i, dtype=np.int64), np.stack(buf_f)
                 buf_i, buf_f = [], []
-        self._drop_iter()
         if buf_f:
             yield np.asarray(buf_i, dtype=np.int64), np.stack(buf_f)
-        if seen == 0:
-            raise VideoReadError(self.path, "video stream contains no decodable frame")
 
     def _drop_iter(self) -> None:
         if self._iter is not None:
@@ -335,21 +352,37 @@ class VideoReader:
         self.close()
 
 
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as RGB uint8 ``[H, W, 3]``, upright: the display matrix phones write (rotation 90,
+    180 or 270 degrees counter-clockwise) is applied, as players do."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def read_image(path: str | Path, what: str = "image") -> np.ndarray:
-    """An image file as RGB uint8 ``[H, W, 3]`` (grey expanded, alpha dropped), or one
-    :class:`VideoReadError` naming the file and the reason."""
+    """An image file as RGB uint8 ``[H, W, 3]``, upright (EXIF orientation applied) whatever its colour mode
+    (grey, palette, CMYK, alpha dropped over black, 16-bit scaled to 8), or one :class:`VideoReadError`
+    naming the file and the reason."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     p = Path(path)
     if not p.is_file():
         raise VideoReadError(p, "file does not exist", what)
     try:
-        img = iio.imread(p)
-    except Exception as exc:  # imageio raises many types for a bad image
+        with Image.open(p) as opened:
+            img = ImageOps.exif_transpose(opened)
+            img.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise VideoReadError(p, f"not a readable image ({type(exc).__name__})", what) from None
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] < 3:
-        raise VideoReadError(p, f"unexpected image shape {img.shape}", what)
-    return np.ascontiguousarray(img[..., :3].astype(np.uint8))
+    if img.mode.startswith("I") or img.mode == "F":  # 16- and 32-bit grey
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -403,13 +436,6 @@ def sample_indices(num_frames: int, spec: str) -> list[int]:
 
 
 # ---------------------------------------------------------------------- writing
-def _even(frame: np.ndarray) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if h % 2 == 0 and w % 2 == 0:
-        return frame
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-
-
 def _has_audio(path: Path) -> bool:
     try:
         with av.open(str(path)) as c:
@@ -428,8 +454,9 @@ def write_video(
     """Write RGB frames to an H.264 (yuv420p) mp4, atomically.
 
     The file appears at ``path`` only when complete: frames go to a temporary file in the same folder
-    that is renamed at the end and removed on any error. Odd frame sizes are padded by one pixel
-    (yuv420p needs even sizes).
+    that is renamed at the end and removed on any error (:func:`common.outputs.atomic_path`). The
+    encoder's exit status and every write error (a full disk included) become one
+    :class:`VideoWriteError`. Odd frame sizes are padded by one pixel (H.264 4:2:0 has no odd sizes).
 
     Args:
         path: output ``.mp4``.
@@ -441,73 +468,100 @@ def write_video(
     Returns:
         the written path.
     """
+    from common.outputs import atomic_path
+
     out = Path(path)
     if not out.parent.exists():
         raise VideoWriteError(out, f"folder {out.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".partial.mp4", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    muxed = tmp.with_suffix(".mux.mp4")
-    try:
-        count = _encode(tmp, frames, fps, crf)
+    with atomic_path(out) as tmp:
+        count = _encode(tmp, out, frames, fps, crf)
         if count == 0:
             raise VideoWriteError(out, "no frames to write")
-        final = tmp
         if audio_from is not None and _has_audio(Path(audio_from)):
-            _mux_audio(tmp, Path(audio_from), muxed, count / float(fps))
-            final = muxed
-        os.replace(final, out)
-    except VideoWriteError:
-        raise
-    except OSError as exc:
-        raise VideoWriteError(out, exc.strerror or str(exc)) from None
-    finally:
-        for p in (tmp, muxed):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+            muxed = tmp.with_suffix(".mux.mp4")
+            try:
+                _mux_audio(tmp, Path(audio_from), muxed, count / float(fps), out)
+                os.replace(muxed, tmp)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    muxed.unlink()
     return out
 
 
-def _encode(tmp: Path, frames: Iterable[np.ndarray], fps: float, crf: int) -> int:
-    writer = None
-    size = None
+def _encoder_command(tmp: Path, width: int, height: int, fps: float, crf: int) -> list[str]:
+    """ffmpeg reading raw RGB frames of ``width x height`` (odd sizes padded by one) from stdin."""
+    pad_w, pad_h = width + width % 2, height + height % 2
+    return [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{pad_w}x{pad_h}", "-r", f"{float(fps):.6f}", "-i", "-",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast",
+        "-movflags", "+faststart", "-f", "mp4", str(tmp),
+    ]  # fmt: skip
+
+
+def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf: int) -> int:
+    """Pipe ``frames`` into ffmpeg; every failure (a write error, a non-zero exit) -> :class:`VideoWriteError`."""
+    proc: subprocess.Popen[bytes] | None = None
+    size: tuple[int, int] | None = None
     count = 0
-    try:
-        for frame in frames:
-            frame = _even(np.ascontiguousarray(frame, dtype=np.uint8))
-            if writer is None:
-                size = (frame.shape[1], frame.shape[0])
-                writer = imageio_ffmpeg.write_frames(
-                    str(tmp),
-                    size,
-                    fps=float(fps),
-                    codec="libx264",
-                    pix_fmt_in="rgb24",
-                    pix_fmt_out="yuv420p",
-                    macro_block_size=1,
-                    quality=None,
-                    output_params=["-crf", str(crf), "-preset", "veryfast", "-movflags", "+faststart"],
-                    ffmpeg_log_level="error",
-                )
-                writer.send(None)
-            if (frame.shape[1], frame.shape[0]) != size:
-                raise VideoWriteError(tmp, f"frame {count} has size {frame.shape[1]}x{frame.shape[0]}, not {size}")
-            writer.send(frame)
-            count += 1
-    finally:
-        if writer is not None:
-            writer.close()
+    with tempfile.TemporaryFile() as log:
+        try:
+            for frame in frames:
+                frame = np.ascontiguousarray(frame, dtype=np.uint8)
+                if proc is None:
+                    size = (frame.shape[1], frame.shape[0])
+                    cmd = _encoder_command(tmp, *size, fps, crf)
+                    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+                if (frame.shape[1], frame.shape[0]) != size:
+                    raise VideoWriteError(out, f"frame {count} has size {frame.shape[1]}x{frame.shape[0]}, not {size}")
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.write(memoryview(_even(frame)))
+                except OSError:  # the encoder died (full disk, ...): its own message says why, below
+                    break
+                count += 1
+        except BaseException:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            raise
+        if proc is None:
+            return 0
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]
+        code = proc.wait()
+        if code != 0:
+            log.seek(0)
+            lines = [ln for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+            reason = lines[-1].strip() if lines else _encoder_exit(code)
+            raise VideoWriteError(out, reason[:300])
     return count
 
 
-def _mux_audio(video: Path, audio_src: Path, out: Path, duration: float) -> None:
+def _encoder_exit(code: int) -> str:
+    """Why an encoder that printed nothing stopped: its exit status or the signal that killed it."""
+    if code >= 0:
+        return f"the encoder stopped (exit status {code})"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+    extra = " (the file outgrew the space or file-size limit)" if name == "SIGXFSZ" else ""
+    return f"the encoder was killed by {name}{extra}"
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def _mux_audio(video: Path, audio_src: Path, out: Path, duration: float, target: Path) -> None:
     """Copy the video stream and add the source's audio, cut to the video's duration (every frame is kept)."""
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin",
         "-i", str(video), "-i", str(audio_src),
         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-t", f"{duration:.6f}",
-        "-movflags", "+faststart", str(out),
+        "-movflags", "+faststart", "-f", "mp4", str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise VideoWriteError(out, f"muxing audio from {audio_src} failed: {proc.stderr.strip()[-300:]}")
+        raise VideoWriteError(target, f"muxing audio from {audio_src} failed: {proc.stderr.strip()[-300:]}")

@@ -45,13 +45,16 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(path, "this is an HTML page, not a checkpoint (a failed download?)")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """``torch.load(path, map_location="cpu", weights_only=True)``; every bad file is a :class:`CheckpointError`
-    naming the file (never an ``UnpicklingError``; a pickle that would execute code is refused)."""
+    naming the file (never an ``UnpicklingError``; a pickle that would execute code is refused).
+
+    ``mmap``: map the tensors from the file instead of reading them, so what is never used (a training
+    checkpoint's optimizer state) costs no memory."""
     p = Path(path)
     _check_file(p)
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
+        data = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(p))
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise CheckpointError(p, f"not a readable PyTorch checkpoint ({first})") from None

@@ -1,5 +1,5 @@
-"""Detection benchmark (``forgelab bench-detector``): detect wall time vs the published project's way, and
-training clips/s.
+"""Detection benchmark (``forgelab bench-detector``): detect wall time vs the published project's way,
+``detect --out`` (annotated video) wall time and peak memory against ``detect`` alone, and training clips/s.
 
 Both ways score the same number of frames with the same full-size ResNeXt-LSTM (random weights; speed
 does not depend on them), in the same process:
@@ -9,6 +9,11 @@ does not depend on them), in the same process:
   scored in one batch by a channels-last trunk;
 * published way: the first K*T frames, faces detected one frame at a time at full resolution, one
   sequence of K*T frames scored.
+
+``detect --out`` runs as the user runs it (a ``forgelab detect`` process) with a sample-sized detector
+(random weights), on synthetic cluttered 720p and 1080p videos of 10 s and a 1080p one of 3 minutes;
+peak memory is the process's own high-water resident set (``VmHWM``, shared libraries included; the
+ffmpeg encoder is a separate process).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 
 from common.assets import SAMPLE_VIDEO
+from common.benchmark import measure_command
 from common.faces import FaceExtractor, resolve_device
 from common.frames import to_tensor_clip
 from common.video import VideoReader
@@ -52,6 +58,28 @@ def ours(video: Path, model: ResNeXtLSTM, clips: int, clip_len: int, size: int, 
     return time.perf_counter() - start
 
 
+def sample_sized_checkpoint(path: Path) -> Path:
+    """A checkpoint shaped like the sample detector's (ResNet-18 trunk, LSTM 128, 64 px, 4-frame clips) with
+    random weights, in the layout a fit writes (speed and memory do not depend on the weights)."""
+    from detection.models.base import SPEC_KEY
+
+    torch.manual_seed(0)
+    model = ResNeXtLSTM(trunk="resnet18", pretrained=False, hidden_size=128, dropout=0.0, head="mean")
+    spec = model.input_spec.replace(size=64, frames=4)
+    state = {f"detector.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"detector": model.config()}, SPEC_KEY: spec.to_dict()},
+               path)  # fmt: skip
+    return path
+
+
+def annotate_costs(video: Path, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
+    """``detect`` with and without ``--out`` on one video: wall time, peak memory and the ratio."""
+    plain = measure_command(["detect", str(video), "--checkpoint", str(checkpoint)])
+    annotated = measure_command(["detect", str(video), "--checkpoint", str(checkpoint), "--out",
+                                 str(out_dir / f"{video.stem}_annotated.mp4")])  # fmt: skip
+    return {"detect": plain, "detect_out": annotated, "time_ratio": round(annotated["seconds"] / plain["seconds"], 2)}
+
+
 def training_clips_per_s(device: torch.device, batch: int = 4, clip_len: int = 20, size: int = 112,
                          steps: int = 3) -> float:  # fmt: skip
     """Full ResNeXt-LSTM training steps (forward, backward, Adam) at 112 px: clips/s."""
@@ -72,20 +100,32 @@ def training_clips_per_s(device: torch.device, batch: int = 4, clip_len: int = 2
     return batch / float(np.mean(times[1:]))
 
 
-def run(clips: int = 4, clip_len: int = 20, size: int = 112) -> dict[str, Any]:
-    """The benchmark on the sample video and a synthetic 10-second 720p video."""
-    from common.benchmark import synthetic_720p
+def run(clips: int = 4, clip_len: int = 20, size: int = 112, long_seconds: float = 180.0) -> dict[str, Any]:
+    """The benchmark on the sample video and synthetic 720p / 1080p videos (``long_seconds``: the length of
+    the long 1080p video for ``detect --out``; 0 skips it)."""
+    from common.benchmark import synthetic_video
 
     device = resolve_device("auto")
     torch.manual_seed(0)
     model = ResNeXtLSTM().to(device).eval()
     out: dict[str, Any] = {"device": str(device), "frames_scored": clips * clip_len, "input_size": size}
     with tempfile.TemporaryDirectory() as tmp:
-        videos = {"sample": SAMPLE_VIDEO, "synthetic_720p_10s": synthetic_720p(SAMPLE_VIDEO, Path(tmp) / "s.mp4", 250)}
+        videos = {
+            "sample": SAMPLE_VIDEO,
+            "synthetic_720p_10s": synthetic_video(SAMPLE_VIDEO, Path(tmp) / "s.mp4", (1280, 720), 250),
+        }
         for name, video in videos.items():
             ours(video, model, 1, 2, size, device)  # warm-up (MTCNN and trunk)
             a = ours(video, model, clips, clip_len, size, device)
             b = published_way(video, model, clips * clip_len, size, device)
             out[name] = {"forgelab_s": round(a, 2), "published_way_s": round(b, 2), "speedup": round(b / a, 2)}
+        ckpt = sample_sized_checkpoint(Path(tmp) / "sample_sized.ckpt")
+        lengths = {"720p_10s": ((1280, 720), 10.0), "1080p_10s": ((1920, 1080), 10.0)}
+        if long_seconds > 0:
+            lengths[f"1080p_{long_seconds:g}s"] = ((1920, 1080), long_seconds)
+        for name, (wh, seconds) in lengths.items():
+            video = synthetic_video(SAMPLE_VIDEO, Path(tmp) / f"{name}.mp4", wh, int(25 * seconds))
+            out[f"detect_out_{name}"] = annotate_costs(video, ckpt, Path(tmp))
+            video.unlink()
     out["training_clips_per_s_112px_T20"] = round(training_clips_per_s(device), 3)
     return out

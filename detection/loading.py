@@ -17,8 +17,8 @@ import torch
 from common.errors import CheckpointError, ForgelabError
 from common.faces import resolve_device
 from common.weights import newest_checkpoint, read_checkpoint
-from detection.models import Detector, InputSpec, PublishedResNeXtLSTM
-from detection.models.base import p_fake
+from detection.models import Detector, InputSpec, PublishedResNeXtLSTM, build_detector
+from detection.models.base import SPEC_KEY, p_fake
 from detection.models.legacy import is_legacy_file
 from detection.models.mesonet import load_mesonet
 
@@ -47,10 +47,12 @@ class LoadedDetector:
         return self.module.input_spec
 
     @torch.no_grad()
-    def p_fake(self, clips: torch.Tensor, batch_size: int = 8) -> np.ndarray:
-        """p(fake) of each clip of ``clips [K, T, 3, S, S]`` (RGB [0, 1])."""
-        out = [p_fake(self.module(clips[i : i + batch_size].to(self.device))).cpu()
-               for i in range(0, len(clips), batch_size)]  # fmt: skip
+    @torch.inference_mode()
+    def p_fake(self, clips: torch.Tensor, frames_per_batch: int = 32) -> np.ndarray:
+        """p(fake) of each clip of ``clips [K, T, 3, S, S]`` (RGB [0, 1]), a few clips per forward pass (at most
+        ``frames_per_batch`` frames, at least one clip) without autograd, so memory stays small for any spec."""
+        step = max(1, frames_per_batch // max(1, clips.shape[1]))
+        out = [p_fake(self.module(clips[i : i + step].to(self.device))).cpu() for i in range(0, len(clips), step)]
         return torch.cat(out).numpy()
 
     def describe(self) -> dict[str, str]:
@@ -58,21 +60,28 @@ class LoadedDetector:
 
 
 def load_system_detector(path: str | Path) -> Detector:
-    """The detector of a :class:`DetectionSystem` checkpoint (with the input spec its fit recorded)."""
-    from detection.system import DetectionSystem
-
-    data = read_checkpoint(path)  # one clear error for missing / empty / HTML / truncated files first
+    """The detector of a :class:`~detection.system.DetectionSystem` checkpoint, with the input spec its fit
+    recorded. Only the detector is built (from its stored configuration, known classes only) and only its
+    weights are read: the checkpoint is memory-mapped, so the optimizer state costs nothing."""
+    data = read_checkpoint(path, mmap=True)  # one clear error for missing / empty / HTML / truncated files first
     hp = data.get("hyper_parameters", {})
     if "state_dict" not in data or "detector" not in hp:
         raise CheckpointError(path, "not a DetectionSystem checkpoint, nor a published model_<acc>_acc_<n>_frames_*.pt "
                               "or MesoNet .h5 file")  # fmt: skip
+    prefix = "detector."
+    state = {k[len(prefix) :]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
     try:
-        system = DetectionSystem.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        detector = build_detector(dict(hp["detector"]))
+        detector.load_state_dict(state)
     except ForgelabError as exc:
         raise CheckpointError(path, str(exc)) from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(path, f"weights do not fit the detector ({str(exc).splitlines()[0][:160]})") from None
-    return system.detector
+    spec = data.get(SPEC_KEY)
+    detector.input_spec = (InputSpec.from_dict(spec) if spec else
+                           detector.input_spec.replace(aggregation=hp.get("aggregation", "mean")))  # fmt: skip
+    del data, state  # drop the file mapping
+    return detector
 
 
 def load_detector(path: str | Path | None, device: str = "auto", runs: Path = DEFAULT_RUNS) -> LoadedDetector:

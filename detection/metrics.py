@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_eer, binary_roc
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -66,6 +65,8 @@ def binary_metrics(scores: Sequence[float] | np.ndarray, labels: Sequence[int] |
     acc = float((is_fake(s_np, threshold) == (y_np == 1)).mean()) if len(y_np) else float("nan")
     out = {"acc": acc, "n": int(len(y_np)), "n_fake": int(y_np.sum()), "n_real": int((1 - y_np).sum())}
     if 0 < int(y_np.sum()) < len(y_np):
+        from torchmetrics.functional.classification import binary_auroc, binary_average_precision, binary_eer
+
         s, y = torch.as_tensor(s_np), torch.as_tensor(y_np)
         out.update(auc=float(binary_auroc(s, y)), ap=float(binary_average_precision(s, y)), eer=float(binary_eer(s, y)))
     else:
@@ -100,6 +101,8 @@ def roc_image(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.n
     fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
     m = binary_metrics(scores, labels)
     if not np.isnan(m["auc"]):
+        from torchmetrics.functional.classification import binary_roc
+
         fpr, tpr, _ = binary_roc(torch.as_tensor(np.asarray(scores, np.float32)), torch.as_tensor(np.asarray(labels)))
         ax.plot(fpr.numpy(), tpr.numpy(), lw=2, label=f"AUC {m['auc']:.3f}, EER {m['eer']:.3f}")
     ax.plot([0, 1], [0, 1], "k--", lw=1)

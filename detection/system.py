@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from detection.evaluation import ClipScores, readable, report_images, summarise, with_failures
 from detection.metrics import DEFAULT_THRESHOLD
 from detection.models import Detector, InputSpec, build_detector
-
-SPEC_KEY = "input_spec"
+from detection.models.base import SPEC_KEY
 
 
 class DetectionSystem(pl.LightningModule):

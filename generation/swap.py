@@ -1,6 +1,7 @@
 """Face part swapping on ordinary videos: ``forgelab swap`` and ``forgelab segments``.
 
-The target face is detected and tracked in every frame, cropped square with a margin like the model's
+The target face is tracked through every frame (the detector on key frames, boxes interpolated between
+them, :mod:`common.tracking`), cropped square with a margin like the model's
 training crops, swapped at the model's resolution in feature space (:func:`swap_parts`), and pasted
 back into the full frame through the blend mask, upsampled and feathered: pixels where that mask is 0
 keep their exact original values. Output keeps the target's size, fps and audio.
@@ -24,6 +25,7 @@ from common.errors import CheckpointError, ConfigError, NoFaceError, VideoWriteE
 from common.faces import FaceExtractor, crop_square, region_overlap, resolve_device
 from common.frames import to_tensor_clip
 from common.masks import feather as feather_mask
+from common.tracking import TRACK_EVERY
 from common.video import VideoReader, read_image, write_video
 from common.weights import read_checkpoint
 from generation.checkpoints import build_modules, load_state, split_formats
@@ -215,7 +217,7 @@ def swap_video(
     start = time.perf_counter()
     with VideoReader(target_video) as reader:
         info = reader.info
-        track = extractor.extract(reader, crops=False)  # NoFaceError when the whole video has no face
+        track = extractor.extract(reader, crops=False, detect_every=TRACK_EVERY)  # NoFaceError: no face at all
     timing["track_s"] = time.perf_counter() - start
     if not Path(out).parent.exists():
         raise VideoWriteError(out, f"folder {Path(out).parent} does not exist")

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from common.errors import NoFaceError
-from common.faces import FaceExtractor, box_jitter, crop_square, detection_plan, smooth_boxes, square_boxes
+from common.faces import FaceExtractor, box_jitter, crop_square, smooth_boxes, square_boxes
+from common.tracking import detection_plan
 from common.video import VideoReader
 
 

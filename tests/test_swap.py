@@ -125,7 +125,7 @@ def test_segments_sheet(native: Path, astronaut: Path, tmp_path: Path) -> None:
         ("k_mismatch", 1, "checkpoint has 10 segments, the configuration asks for 5"),
         ("bad_image", 1, "cannot read image"),
         ("bad_video", 1, "cannot read video"),
-        ("bad_out", 1, "does not exist"),
+        ("bad_out", 1, "is a file, not a folder"),
         ("corrupt_ckpt", 1, "not a readable PyTorch checkpoint"),
     ],
 )
@@ -154,7 +154,8 @@ def test_swap_bad_inputs(case: str, code: int, message: str, native: Path, astro
         (tmp_path / "x.mp4").write_text("not a video")
         args["--target"] = str(tmp_path / "x.mp4")
     elif case == "bad_out":
-        out = tmp_path / "missing" / "out.mp4"
+        (tmp_path / "a_file").write_text("x")
+        out = tmp_path / "a_file" / "out.mp4"
         args["--out"] = str(out)
     elif case == "corrupt_ckpt":
         bad = tmp_path / "bad.pth.tar"

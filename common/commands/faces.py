@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from common.commands.args import positive_int
-from common.facesheet import extract_faces_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,12 +15,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs"))
     p.add_argument("--frames", default="all", help="all | even:N | first:N")
     p.add_argument("--crop-size", type=positive_int, default=112)
+    p.add_argument("--detect-every", type=positive_int, default=1,
+                   help="run the face detector on every k-th frame and interpolate the others (faster)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    s = extract_faces_report(args.video, args.out, args.frames, args.crop_size, args.device)
+    from common.facesheet import extract_faces_report
+    from common.outputs import output_dir
+
+    output_dir(args.out)  # checked before any work
+    s = extract_faces_report(args.video, args.out, args.frames, args.crop_size, args.device, args.detect_every)
     print(
         f"faces: {s['frames_with_face']}/{s['frames_processed']} frames with a face "
         f"({100 * s['face_rate']:.1f} %), box jitter {s['box_jitter_raw_px']} -> {s['box_jitter_smoothed_px']} px, "

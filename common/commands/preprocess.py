@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from common.commands.args import add_dataset_arguments, index_from_args, parse_shard, positive_int
-from common.preprocess import PreprocessConfig, run_preprocess
-from common.video import sample_indices
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,12 +26,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4 CPU, 32 GPU)")
     p.add_argument("--detect-max-side", type=int, default=480, help="detect at most at this resolution (0 = full)")
+    p.add_argument("--detect-every", type=positive_int, default=1,
+                   help="face detector on every k-th frame of each run, the others interpolated")  # fmt: skip
     p.add_argument("--shard", type=parse_shard, default=(0, 1), help="process shard i of n (e.g. 0/4)")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the preprocess command; returns the exit code (3 when some videos failed)."""
+    from common.outputs import output_dir
+    from common.preprocess import PreprocessConfig, run_preprocess
+    from common.video import sample_indices
+
     sample_indices(100, args.frames)  # validate the spec before any work
     splits = {s.strip() for s in args.splits.split(",") if s.strip()}
     records = [r for r in index_from_args(args).records() if r.split in splits]
@@ -45,7 +49,9 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         detect_max_side=args.detect_max_side or None,
+        detect_every=args.detect_every,
     )
+    output_dir(args.out)  # checked before any work
     summary = run_preprocess(records, args.out, config, workers=args.workers, shard=args.shard)
     print(
         f"preprocess: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped; "

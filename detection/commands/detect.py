@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from common.commands.args import fraction, positive_int
@@ -29,6 +30,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+def annotated_outputs(videos: list[Path], out: Path | None) -> dict[Path, Path]:
+    """Where each video's annotated copy goes (``out`` itself for one video, ``out/<stem>_annotated.mp4``
+    for several), checked before any work; refuses two inputs that would write the same file."""
+    from common.outputs import output_dir, output_file
+
+    if out is None:
+        return {}
+    if len(videos) == 1:
+        return {videos[0]: output_file(out)}
+    folder = output_dir(out)
+    names: dict[Path, Path] = {}
+    for video in videos:
+        target = folder / f"{video.stem}_annotated.mp4"
+        clash = next((v for v, t in names.items() if t == target), None)
+        if clash is not None:
+            raise ConfigError(f"{clash} and {video} would both be annotated into {target}: rename one of them or "
+                              "run them separately")  # fmt: skip
+        names[video] = target
+    return names
+
+
 def main(args: argparse.Namespace) -> int:
     from detection.annotate import write_annotated
     from detection.loading import load_detector
@@ -36,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.cam and args.out is None:
         raise ConfigError("--cam draws on the annotated video: give --out too")
+    outputs = annotated_outputs(args.videos, args.out)  # checked before any work
     detector = load_detector(args.checkpoint, args.device)  # once for every video
     extractor = extractor_for(detector)
     rules = VerdictRules(args.threshold, args.band, args.min_face_share)
@@ -44,16 +67,14 @@ def main(args: argparse.Namespace) -> int:
         try:
             analysis = analyse(video, detector, extractor, args.clips, args.frames, rules)
             result = analysis.result
-            if args.out is not None:
-                out = args.out if len(args.videos) == 1 else args.out / f"{video.stem}_annotated.mp4"
-                if len(args.videos) > 1:
-                    args.out.mkdir(parents=True, exist_ok=True)
+            if outputs:
+                out = outputs[video]
                 cams = clip_cams(detector, analysis) if args.cam else None
                 result["annotated_video"] = str(write_annotated(video, out, result, extractor, cams))
             print_result(result, args.json)
         except ForgelabError as exc:
             if len(args.videos) == 1:
                 raise
-            print(f"forgelab detect: error: {exc}", flush=True)
+            print(f"forgelab detect: error: {exc}", file=sys.stderr, flush=True)
             code = max(code, exc.exit_code)
     return code

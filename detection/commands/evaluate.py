@@ -34,10 +34,12 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from common.data import VideoDataModule
+    from common.outputs import output_dir
     from common.selfblend import SelfBlend
     from detection.evaluation import ClipScores, report_images, score_batch, summarise, write_report
     from detection.loading import load_detector
 
+    output_dir(args.out)  # checked before any work
     detector = load_detector(args.checkpoint, args.device)
     spec = detector.spec
     if args.cache is not None:

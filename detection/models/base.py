@@ -14,13 +14,15 @@ Like timm's ``forward_features`` / ``forward_head``:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.core.mixins import HyperparametersMixin
 from torch import nn
+
+SPEC_KEY = "input_spec"  # where a checkpoint stores the input spec its fit recorded
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class Detector(nn.Module, HyperparametersMixin):
+class Hyperparameters(dict):
+    """A detector's constructor arguments, also readable as attributes (``self.hparams.trunk``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Detector(nn.Module):
     """Base class of every detector.
 
     Subclasses call ``self.save_hyperparameters()`` in ``__init__`` (their constructor arguments, so
     :meth:`config` can rebuild them), set ``self.input_spec`` and implement :meth:`forward_features`,
     :meth:`forward_head` and :meth:`feature_layer`. ``forward`` = ``forward_head(forward_features(video))``.
+    Inference does not import Lightning (it costs ~100 MB of memory in ``forgelab detect``).
     """
 
     input_spec: InputSpec
@@ -84,6 +97,17 @@ class Detector(nn.Module, HyperparametersMixin):
 
     def __init__(self) -> None:
         super().__init__()
+        self.hparams = Hyperparameters()
+
+    def save_hyperparameters(self) -> None:
+        """Record the arguments of the constructor that calls this as :attr:`hparams`."""
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        if caller is None:
+            raise RuntimeError("save_hyperparameters() must be called from a constructor")
+        code = caller.f_code
+        names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]  # without self
+        self.hparams = Hyperparameters({name: caller.f_locals[name] for name in names})
 
     def prepare(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, H, W]`` RGB [0, 1] -> ``[B*T, 3, S, S]``: resized to the spec, colour-ordered, normalised."""

@@ -6,10 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from common.commands.args import positive_int
-from generation.benchmark import run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from generation.benchmark import run
+
     gpu = torch.cuda.is_available()
     res = run(args.size or (256 if gpu else 128), args.batch or (20 if gpu else 4), args.iters)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from common.outputs import output_file
     from common.weights import read_checkpoint
     from generation.checkpoints import export_native
     from generation.system import SegmenterSystem
 
+    output_file(args.out)  # checked before any work
     read_checkpoint(args.checkpoint)  # clear errors for missing / corrupt / HTML files first
     try:
         system = SegmenterSystem.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=True,

@@ -22,8 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from common.outputs import output_file
     from generation.swap import load_segmenter, segment_sheet_file
 
+    output_file(args.out)  # checked before any work
     model = load_segmenter(args.checkpoint, None, args.size, args.device)
     segment_sheet_file(model, args.image, args.out, args.margin, args.source_cropped)
     print(f"segments: wrote {args.out} ({model.num_segments} segments; model {model.kind})")

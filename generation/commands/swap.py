@@ -31,8 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from common.outputs import output_file
     from generation.swap import load_segmenter, swap_video
 
+    output_file(args.out)  # checked before any work
     model = load_segmenter(args.checkpoint, args.num_segments, args.size, args.device)
     parts = model.parse_parts(args.parts)
     res = swap_video(model, args.source, args.target, args.out, parts, args.hard, args.use_source_segmentation,

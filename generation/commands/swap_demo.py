@@ -15,8 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from common.outputs import output_dir
     from generation.demo import swap_demo
 
+    output_dir(args.out)  # checked before any work
     res = swap_demo(args.out, args.checkpoint)
     print(f"swap-demo: model: {res['model']}; parts {res['parts']}; wrote {res['output']} (source | target | result), "
           f"{res['segments_sheet']} and {args.out / 'carphone_swap.json'}")  # fmt: skip
