@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -82,7 +83,7 @@ class EntryWriter:
     def __init__(self, cache: Path, video_id: str, tag: str) -> None:
         self.final = entry_dir(cache, video_id)
         safe = video_id.replace("/", "__").replace("#", "_")
-        self.tmp = cache / TMP_DIR / f"{tag}-{safe}"
+        self.tmp = cache / TMP_DIR / f"{tag}-{os.getpid()}-{safe}"  # never another process's folder
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)
@@ -105,14 +106,66 @@ class EntryWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drop_stale_locks(locks: Path) -> None:
+    """Remove lock files nobody holds (left by a killed run)."""
+    import fcntl
+
+    for path in locks.glob("*.lock") if locks.is_dir() else []:
+        with contextlib.suppress(OSError), path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises when a live run holds it
+            path.unlink()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def clean_tmp(cache: Path, tag: str) -> None:
-    """Remove leftovers of an interrupted run with the same ``tag``."""
+    """Remove leftovers of interrupted runs with the same ``tag`` (folders of processes still alive - a
+    concurrent run on the same cache - are left alone)."""
     tmp = cache / TMP_DIR
     if tmp.is_dir():
         for p in tmp.glob(f"{tag}-*"):
-            shutil.rmtree(p, ignore_errors=True)
+            pid = p.name[len(tag) + 1 :].split("-", 1)[0]
+            if not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
+                shutil.rmtree(p, ignore_errors=True)
+        _drop_stale_locks(tmp / "locks")
+        with contextlib.suppress(OSError):
+            (tmp / "locks").rmdir()
         with contextlib.suppress(OSError):
             tmp.rmdir()
+
+
+@contextlib.contextmanager
+def entry_lock(cache: Path, video_id: str) -> Iterator[bool]:
+    """Try to own ``video_id``'s entry for writing: yields True when this process holds the lock (released
+    when the block ends or the process dies), False when another run is writing it right now."""
+    import fcntl
+
+    locks = cache / TMP_DIR / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / (video_id.replace("/", "__").replace("#", "_") + ".lock")
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:  # whoever locks a removed file next finds the entry done (or retries a failed one): safe
+            with contextlib.suppress(OSError):
+                path.unlink()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        locks.rmdir()
 
 
 @dataclass

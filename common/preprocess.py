@@ -5,6 +5,7 @@ The library behind ``forgelab preprocess`` and ``VideoDataModule(build_cache=Tru
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -65,7 +66,7 @@ class Outcome:
 
     video_id: str
     path: str
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "skipped" (another run owns it)
     frames: int = 0
     reason: str = ""
 
@@ -78,7 +79,16 @@ def in_shard(video_id: str, shard: tuple[int, int]) -> bool:
 
 def process_video(record: VideoRecord, cache: Path, extractor: FaceExtractor, frames: str, tag: str,
                   detect_every: int = 1) -> Outcome:  # fmt: skip
-    """Extract one video's faces into its cache entry (atomically). Never raises for bad input."""
+    """Extract one video's faces into its cache entry (atomically). Never raises for bad input; a video that
+    another run on the same cache is writing (or has just written) is skipped."""
+    with cache_mod.entry_lock(cache, record.video_id) as owned:
+        if not owned or cache_mod.is_done(cache, record.video_id):
+            return Outcome(record.video_id, record.path, "skipped", 0, "written by another run")
+        return _process_owned(record, cache, extractor, frames, tag, detect_every)
+
+
+def _process_owned(record: VideoRecord, cache: Path, extractor: FaceExtractor, frames: str, tag: str,
+                   detect_every: int) -> Outcome:  # fmt: skip
     writer = None
     try:
         with VideoReader(record.path) as reader:
@@ -119,9 +129,20 @@ def process_video(record: VideoRecord, cache: Path, extractor: FaceExtractor, fr
 _WORKER: dict[str, Any] = {}  # per worker process: the extractor built once by _init_worker
 
 
+def _exit_with_parent() -> None:
+    """Linux: this worker gets SIGTERM when the process that started it dies (even by SIGKILL)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _init_worker(config: PreprocessConfig) -> None:
     import torch
 
+    _exit_with_parent()
     torch.set_num_threads(1)
     _WORKER["extractor"] = config.extractor()
     _WORKER["detect_every"] = config.detect_every
@@ -181,7 +202,7 @@ def run_preprocess(
     return {
         "ok": sum(o.status == "ok" for o in outcomes),
         "failed": sum(o.status == "failed" for o in outcomes),
-        "skipped": skipped,
+        "skipped": skipped + sum(o.status == "skipped" for o in outcomes),
         "frames": frames_done,
         "seconds": round(elapsed, 2),
         "frames_per_second": round(frames_done / elapsed, 2) if elapsed > 0 else 0.0,

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import imageio_ffmpeg
@@ -85,6 +86,7 @@ class VideoReader:
         self.decoded_frames = 0
         self._container: av.container.InputContainer | None = None
         self._scan: tuple[list[int], list[int]] | None = None
+        self._pts: list[int] | None = None  # every frame's timestamp, in presentation order
         self._iter: Iterator[tuple[int, np.ndarray]] | None = None  # decoder position kept between reads
         self._last = -1
         self._frames: list[Path] | None = None
@@ -125,6 +127,10 @@ class VideoReader:
         if not self._container.streams.video:
             self.close()
             raise VideoReadError(self.path, "no video stream in the file")
+        fmt = self._container.format.name
+        if fmt.endswith("_pipe") or fmt == "image2":  # a still image, whatever its name
+            self.close()
+            raise VideoReadError(self.path, f"this is a still image ({fmt.removesuffix('_pipe')}), not a video")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         self._stream = stream
@@ -135,14 +141,14 @@ class VideoReader:
         self._fps = Fraction(rate)
         self._time_base = stream.time_base or Fraction(1, 1000)
         self._start = stream.start_time or 0
-        num_frames = int(stream.frames or 0)
-        if num_frames <= 0:
-            num_frames = self._count_packets()
+        num_frames = self._index_frames(int(stream.frames or 0))
         first = self._first_frame()
         if first is None:
             self.close()
             raise VideoReadError(self.path, "video stream contains no decodable frame")
         duration = num_frames / float(self._fps)
+        if self._pts is not None and len(self._pts) > 1:  # from the timestamps (variable frame rates too)
+            duration = float((self._pts[-1] - self._pts[0]) * self._time_base) * len(self._pts) / (len(self._pts) - 1)
         self.info = VideoInfo(
             str(self.path),
             float(self._fps),
@@ -153,28 +159,48 @@ class VideoReader:
             bool(self._container.streams.audio),
         )
 
-    def _count_packets(self) -> int:
-        return len(self._packet_scan()[0])
+    def _index_frames(self, header_frames: int) -> int:
+        """Demux the stream once (packets only, no decoding): every frame's presentation timestamp and the key
+        frames. Frame ``i`` is the ``i``-th timestamp in presentation order, so frame numbers are exact for
+        variable frame rates too (phones record those). A file holding clearly fewer frames than its header
+        lists is truncated. Returns the number of frames."""
+        assert self._container is not None
+        pts: list[int] = []
+        keys: list[int] = []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size and packet.pts is not None:
+                    pts.append(packet.pts)
+                    if packet.is_keyframe:
+                        keys.append(packet.pts)
+            self._container.seek(0)
+        except av.FFmpegError as exc:
+            self.close()
+            raise VideoReadError(self.path, _av_error_reason(exc)) from None
+        if header_frames and len(pts) < header_frames - max(2, header_frames // 50):
+            self.close()
+            raise VideoReadError(self.path, f"the file is truncated: its header lists {header_frames} frames, only "
+                                 f"{len(pts)} are in it")  # fmt: skip
+        pts.sort()
+        if pts and len(set(pts)) == len(pts):
+            self._pts = pts
+            self._scan = (list(range(len(pts))), sorted(bisect.bisect_left(pts, k) for k in keys))
+            return len(pts)
+        # timestamps missing or repeated: frame numbers from timestamp x frame rate
+        self._scan = (sorted(self._index_of(p) for p in pts), sorted(self._index_of(k) for k in keys))
+        return header_frames or len(pts)
 
     def _packet_scan(self) -> tuple[list[int], list[int]]:
-        """Demux (no decoding) once: frame indices of all packets and of key-frame packets, sorted."""
-        if self._scan is None:
-            assert self._container is not None
-            frames: list[int] = []
-            keys: list[int] = []
-            try:
-                self._container.seek(0)
-                for packet in self._container.demux(self._stream):
-                    if packet.size and packet.pts is not None:
-                        idx = self._index_of(packet.pts)
-                        frames.append(idx)
-                        if packet.is_keyframe:
-                            keys.append(idx)
-                self._container.seek(0)
-            except av.FFmpegError as exc:
-                raise VideoReadError(self.path, _av_error_reason(exc)) from None
-            self._scan = (sorted(frames), sorted(keys))
+        """Frame numbers of all packets and of key-frame packets, sorted (from :meth:`_index_frames`)."""
+        assert self._scan is not None
         return self._scan
+
+    def frame_times(self) -> np.ndarray | None:
+        """float64 ``[num_frames]``: each frame's presentation time in seconds from the first frame (exact for
+        variable frame rates), or ``None`` for frame folders and streams without usable timestamps."""
+        if self._pts is None:
+            return None
+        return np.array([float((p - self._pts[0]) * self._time_base) for p in self._pts])
 
     def _key_before(self, index: int) -> int:
         """The last key frame at or before ``index`` (0 when unknown)."""
@@ -200,13 +226,20 @@ class VideoReader:
     def _index_of(self, pts: int | None) -> int:
         if pts is None:
             return -1
+        if self._pts is not None:
+            i = bisect.bisect_left(self._pts, pts)
+            if i < len(self._pts) and self._pts[i] == pts:
+                return i
         return round(float((pts - self._start) * self._time_base * self._fps))
 
     def _decode_from(self, index: int) -> Iterator[tuple[int, av.VideoFrame]]:
         """Seek to the key frame at or before ``index`` and yield ``(index, decoded frame)`` onwards (frames
         are converted to RGB only when wanted: :func:`_rgb`)."""
         assert self._container is not None
-        ts = self._start + int(index / self._fps / self._time_base)
+        if self._pts is not None:
+            ts = self._pts[min(max(index, 0), len(self._pts) - 1)]
+        else:
+            ts = self._start + int(index / self._fps / self._time_base)
         try:
             self._container.seek(max(ts, self._start), stream=self._stream, backward=True, any_frame=False)
             for frame in self._container.decode(self._stream):
@@ -240,10 +273,6 @@ class VideoReader:
         """Decode the sorted unique frames ``wanted``, continuing from the previous call when possible."""
         want = set(wanted)
         found: dict[int, np.ndarray] = {}
-        starts = [self._last if self._iter is not None else -1, *wanted]
-        if self._scan is None and any(b - a > self.seek_gap for a, b in zip(starts, starts[1:])):
-            self._drop_iter()
-            self._packet_scan()  # moves the demuxer: decoding restarts with a seek
         for target in wanted:
             if target in found:
                 continue
@@ -450,6 +479,7 @@ def write_video(
     fps: float,
     audio_from: str | Path | None = None,
     crf: int = 18,
+    times: Sequence[float] | np.ndarray | None = None,
 ) -> Path:
     """Write RGB frames to an H.264 (yuv420p) mp4, atomically.
 
@@ -464,6 +494,9 @@ def write_video(
         fps: frame rate.
         audio_from: a video whose audio track (if it has one) is muxed into the output (AAC).
         crf: x264 quality (lower is better).
+        times: each frame's presentation time in seconds (:meth:`VideoReader.frame_times`); when they are
+            not evenly spaced at ``fps`` (a variable-frame-rate source) the output keeps them, so its audio
+            stays in sync.
 
     Returns:
         the written path.
@@ -473,14 +506,16 @@ def write_video(
     out = Path(path)
     if not out.parent.exists():
         raise VideoWriteError(out, f"folder {out.parent} does not exist")
+    stamps = None if times is None or evenly_spaced(times, fps) else np.asarray(times, np.float64)
     with atomic_path(out) as tmp:
-        count = _encode(tmp, out, frames, fps, crf)
+        count = _encode(tmp, out, frames, fps, crf, stamps)
         if count == 0:
             raise VideoWriteError(out, "no frames to write")
         if audio_from is not None and _has_audio(Path(audio_from)):
             muxed = tmp.with_suffix(".mux.mp4")
+            duration = count / float(fps) if stamps is None else float(stamps[count - 1]) + 1 / float(fps)
             try:
-                _mux_audio(tmp, Path(audio_from), muxed, count / float(fps), out)
+                _mux_audio(tmp, Path(audio_from), muxed, duration, out)
                 os.replace(muxed, tmp)
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -488,20 +523,56 @@ def write_video(
     return out
 
 
-def _encoder_command(tmp: Path, width: int, height: int, fps: float, crf: int) -> list[str]:
-    """ffmpeg reading raw RGB frames of ``width x height`` (odd sizes padded by one) from stdin."""
+def evenly_spaced(times: Sequence[float] | np.ndarray, fps: float) -> bool:
+    """Whether frame times (seconds) step by ``1 / fps`` within a quarter frame (a constant frame rate)."""
+    steps = np.diff(np.asarray(times, np.float64))
+    return bool(len(steps) == 0 or np.abs(steps - 1 / float(fps)).max() < 0.25 / float(fps))
+
+
+def _encoder_command(tmp: Path, width: int, height: int, fps: float, crf: int, timed: bool) -> list[str]:
+    """ffmpeg reading frames of ``width x height`` (odd sizes padded by one) from stdin: raw RGB at ``fps``,
+    or (``timed``) a NUT stream of raw frames that carry their own timestamps, kept as they are."""
     pad_w, pad_h = width + width % 2, height + height % 2
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{pad_w}x{pad_h}", "-r", f"{float(fps):.6f}", "-i", "-"]
+    timing = ["-fps_mode", "passthrough", "-enc_time_base", "1:90000", "-video_track_timescale", "90000"]
+    source = ["-f", "nut", "-i", "-", *timing] if timed else raw
     return [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{pad_w}x{pad_h}", "-r", f"{float(fps):.6f}", "-i", "-",
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin", *source,
         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast",
         "-movflags", "+faststart", "-f", "mp4", str(tmp),
     ]  # fmt: skip
 
 
-def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf: int) -> int:
-    """Pipe ``frames`` into ffmpeg; every failure (a write error, a non-zero exit) -> :class:`VideoWriteError`."""
+class _TimedPipe:
+    """Raw RGB frames with their timestamps, muxed as NUT into the encoder's stdin."""
+
+    def __init__(self, stdin: BinaryIO, width: int, height: int, fps: float) -> None:
+        self.time_base = Fraction(1, 90000)
+        self.container = av.open(stdin, mode="w", format="nut")
+        self.stream = self.container.add_stream("rawvideo", rate=Fraction(fps).limit_denominator(100000))
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "rgb24"
+        self.stream.codec_context.time_base = self.time_base  # not 1 / fps: frames closer than that must stay apart
+        self.stream.time_base = self.time_base
+
+    def write(self, frame: np.ndarray, seconds: float) -> None:
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts = round(seconds / self.time_base)
+        video_frame.time_base = self.time_base
+        for packet in self.stream.encode(video_frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+
+def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf: int,
+            times: np.ndarray | None = None) -> int:  # fmt: skip
+    """Pipe ``frames`` into ffmpeg (with their ``times`` when given); every failure (a write error, a non-zero
+    exit) -> :class:`VideoWriteError`."""
     proc: subprocess.Popen[bytes] | None = None
+    timed: _TimedPipe | None = None
     size: tuple[int, int] | None = None
     count = 0
     with tempfile.TemporaryFile() as log:
@@ -510,14 +581,22 @@ def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf:
                 frame = np.ascontiguousarray(frame, dtype=np.uint8)
                 if proc is None:
                     size = (frame.shape[1], frame.shape[0])
-                    cmd = _encoder_command(tmp, *size, fps, crf)
+                    cmd = _encoder_command(tmp, *size, fps, crf, times is not None)
                     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+                    if times is not None:
+                        assert proc.stdin is not None
+                        timed = _TimedPipe(proc.stdin, *_even(frame).shape[1::-1], fps)
                 if (frame.shape[1], frame.shape[0]) != size:
                     raise VideoWriteError(out, f"frame {count} has size {frame.shape[1]}x{frame.shape[0]}, not {size}")
+                if times is not None and count >= len(times):
+                    raise VideoWriteError(out, f"more frames than the {len(times)} timestamps given")
                 assert proc.stdin is not None
                 try:
-                    proc.stdin.write(memoryview(_even(frame)))
-                except OSError:  # the encoder died (full disk, ...): its own message says why, below
+                    if timed is not None and times is not None:
+                        timed.write(_even(frame), float(times[count]))
+                    else:
+                        proc.stdin.write(memoryview(_even(frame)))
+                except (OSError, av.FFmpegError):  # the encoder died (full disk, ...): its own message says why
                     break
                 count += 1
         except BaseException:
@@ -527,6 +606,9 @@ def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf:
             raise
         if proc is None:
             return 0
+        with contextlib.suppress(OSError, av.FFmpegError):
+            if timed is not None:
+                timed.close()
         with contextlib.suppress(OSError):
             proc.stdin.close()  # type: ignore[union-attr]
         code = proc.wait()

@@ -129,6 +129,7 @@ def write_annotated(video: str | Path, out: str | Path, result: dict[str, Any], 
     """
     with VideoReader(video) as reader:
         info = reader.info
+        times = reader.frame_times()  # kept in the output: a variable frame rate stays in sync with the audio
         try:
             track = extractor.extract(reader, crops=False, detect_every=detect_every)
             boxes = {int(f): b for f, b in zip(track.frame_indices, track.boxes)}
@@ -150,4 +151,4 @@ def write_annotated(video: str | Path, out: str | Path, result: dict[str, Any], 
                 heat = heat_for(i)
                 yield annotate(frame if heat is None else paste_heat(frame, *heat), boxes.get(i), i)
 
-    return write_video(out, frames(), info.fps, audio_from=video)
+    return write_video(out, frames(), info.fps, audio_from=video, times=times)

@@ -217,6 +217,7 @@ def swap_video(
     start = time.perf_counter()
     with VideoReader(target_video) as reader:
         info = reader.info
+        times = reader.frame_times()  # kept in the output (variable frame rates stay in sync with the audio)
         track = extractor.extract(reader, crops=False, detect_every=TRACK_EVERY)  # NoFaceError: no face at all
     timing["track_s"] = time.perf_counter() - start
     if not Path(out).parent.exists():
@@ -248,7 +249,7 @@ def swap_video(
         bar.close()
 
     start = time.perf_counter()
-    path = write_video(out, frames(), info.fps, audio_from=target_video)
+    path = write_video(out, frames(), info.fps, audio_from=target_video, times=times)
     total = time.perf_counter() - start + timing["track_s"]
     model_fps = round(info.num_frames / timing["model_s"], 2) if timing["model_s"] else None
     return {

@@ -49,6 +49,15 @@ def test_folder_index(tmp_path: Path) -> None:
     assert index_hash(moved) != index_hash(recs)  # one video changing split changes the hash
 
 
+def test_folder_index_keeps_videos_that_share_a_name(tmp_path: Path) -> None:
+    touch(tmp_path / "real" / "x.mp4")
+    touch(tmp_path / "real" / "x.mov")  # same stem: one cache entry each, not one overwriting the other
+    touch(tmp_path / "real" / "y.mp4")
+    touch(tmp_path / "fake" / "z.mp4")
+    ids = sorted(r.video_id for r in FolderIndex(str(tmp_path)).records())
+    assert ids == ["fake/z", "real/x.mov", "real/x.mp4", "real/y"]
+
+
 def test_folder_wrong_layout(tmp_path: Path) -> None:
     touch(tmp_path / "videos" / "a.mp4")
     with pytest.raises(DatasetError, match="expected folders real/ and fake/"):

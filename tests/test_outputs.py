@@ -178,3 +178,53 @@ def test_phone_rotation_is_applied(degrees: int, tmp_path: Path, sample_frames: 
     out = write_annotated(phone, tmp_path / "annotated.mp4", result, extractor)
     with VideoReader(out) as r:
         assert (r.info.width, r.info.height, r.info.num_frames) == (176, 144, 24)
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory: pytest.TempPathFactory, sample_video: Path) -> Path:
+    """The sample re-timed as phones record: 40 frames at 30 fps, 40 at 10 fps, 40 at 30 fps (B-frames on)."""
+    import imageio_ffmpeg
+
+    out = tmp_path_factory.mktemp("vfr") / "vfr.mp4"
+    setpts = "if(lt(N,40),N/30,if(lt(N,80),40/30+(N-40)/10,40/30+4+(N-80)/30))/TB"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(sample_video),
+                    "-vf", f"setpts='{setpts}'", "-fps_mode", "passthrough", "-c:v", "libx264", "-bf", "2",
+                    str(out)], check=True)  # fmt: skip
+    return out
+
+
+def test_variable_frame_rate_frames_are_numbered_exactly(vfr_clip: Path, sample_frames: np.ndarray) -> None:
+    with VideoReader(vfr_clip) as r:
+        assert r.info.num_frames == 120
+        times = r.frame_times()
+        assert times is not None
+        assert np.allclose(np.diff(times)[[0, 45, 100]], [1 / 30, 1 / 10, 1 / 30], atol=1e-3)
+        streamed = np.stack([f for _, f in r.iter_frames()])
+        picked = r.read([90, 10, 45, 45])
+    assert len(streamed) == 120
+    # frame i is the source's frame i (timestamp x average rate would skip and repeat frames here)
+    errors = np.abs(streamed.astype(int) - sample_frames.astype(int)).mean(axis=(1, 2, 3))
+    shifted = np.abs(streamed[1:].astype(int) - sample_frames[:-1].astype(int)).mean(axis=(1, 2, 3))
+    assert errors.max() < 6 and (errors[1:] < shifted).mean() > 0.9
+    assert np.array_equal(picked, streamed[[90, 10, 45, 45]])  # random access agrees with streaming
+
+
+def test_variable_frame_rate_outputs_keep_their_timestamps(vfr_clip: Path, tmp_path: Path) -> None:
+    from common.faces import FaceExtractor
+    from detection.annotate import write_annotated
+
+    result = {"verdict": "REAL", "confidence": 80.0, "p_fake": 0.2, "clips": [{"start": 0, "end": 3, "p_fake": 0.2}]}
+    out = write_annotated(vfr_clip, tmp_path / "annotated.mp4", result, FaceExtractor(crop_size=64, device="cpu"))
+    with VideoReader(vfr_clip) as a, VideoReader(out) as b:
+        assert b.info.num_frames == 120
+        assert np.abs(a.frame_times() - b.frame_times()).max() < 1e-3  # audio stays in sync
+
+
+def test_a_still_image_named_like_a_video_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from skimage.data import astronaut
+
+    fake = tmp_path / "photo.mp4"
+    Image.fromarray(astronaut()).save(fake, format="JPEG")
+    assert cli_main(["faces", str(fake), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"forgelab faces: error: cannot read video {fake}: this is a still image (jpeg), not a video"]

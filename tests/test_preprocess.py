@@ -111,6 +111,61 @@ def test_resume_after_kill_gives_identical_cache(dataset: Path, tmp_path: Path) 
     assert not (killed / ".tmp").exists()
 
 
+def test_concurrent_runs_on_one_cache_never_fail_a_good_video(dataset: Path, tmp_path: Path) -> None:
+    for i in range(4, 8):
+        copy_video(dataset / "real" / "r0.mp4", dataset / "real" / f"r{i}.mp4")
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "common.commands", "preprocess", "--root", str(dataset), "--frames", "all",
+           "--crop-size", "64", "--device", "cpu", "--out", str(cache)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    outputs = [p.communicate(timeout=300) for p in runs]
+    bad = {"fake/noface", "fake/broken"}
+    for (out, err), p in zip(outputs, runs):
+        assert p.returncode in (0, 3), err
+        failed = {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("  failed ")}
+        assert out.startswith("preprocess: ") and failed <= bad, out
+    with (cache / "failures.csv").open() as fh:
+        assert {row["video_id"] for row in csv.DictReader(fh)} <= bad
+    assert sorted(cache_state(cache)) == sorted([*(f"real/r{i}" for i in range(8)), "fake/f0"])
+    assert not (cache / ".tmp").exists()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_workers_exit_when_the_parent_is_killed(dataset: Path, tmp_path: Path, sample_video: Path) -> None:
+    for i in range(4, 12):  # ~10 s of work per worker left when the parent dies
+        copy_video(sample_video, dataset / "real" / f"r{i}.mp4")
+    cmd = [sys.executable, "-m", "common.commands", "preprocess", "--root", str(dataset), "--frames", "all",
+           "--crop-size", "64", "--device", "cpu", "--workers", "2", "--out", str(tmp_path / "cache")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_children(proc.pid)) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2 and proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 3
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() and _state(w) != "Z" for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists() and _state(w) != "Z"]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 def test_cli_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["preprocess", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 1
     err = capsys.readouterr().err

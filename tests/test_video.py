@@ -136,7 +136,7 @@ def test_bad_inputs_raise_one_clear_error(tmp_path: Path, sample_video: Path, ki
     path = tmp_path / f"{kind}.mp4"
     data = sample_video.read_bytes()
     expect = {"missing": "does not exist", "empty": "empty", "text": "not a readable video",
-              "truncated_tail": "could not be decoded", "truncated_head": "not a readable video",
+              "truncated_tail": "the file is truncated", "truncated_head": "not a readable video",
               "no_frames": "no video stream", "audio_only": "no video stream",
               "empty_folder": "no image files"}[kind]  # fmt: skip
     if kind == "empty":

@@ -33,6 +33,16 @@ def video_id_of(path: Path, root: Path) -> str:
     return rel[: len(rel) - len(suffix)] if suffix else rel
 
 
+def disambiguate(rows: list[tuple[str, Path, int, str]], root: Path) -> list[tuple[str, Path, int, str]]:
+    """Rows ``(video id, path, label, group)`` where two videos share an id (``x.mp4`` and ``x.mov``) get
+    their full relative path, suffix included, as the id, so neither overwrites the other in a cache."""
+    counts: dict[str, int] = {}
+    for vid, *_ in rows:
+        counts[vid] = counts.get(vid, 0) + 1
+    return [(path.relative_to(root).as_posix() if counts[vid] > 1 else vid, path, label, group)
+            for vid, path, label, group in rows]  # fmt: skip
+
+
 class FolderIndex(DatasetIndex):
     """``root/real/**/*.mp4`` and ``root/fake/**/*.mp4`` (any video suffix, or frame folders).
 
@@ -73,6 +83,7 @@ class FolderIndex(DatasetIndex):
                 rel = path.relative_to(base)
                 group = rel.parts[0] if self.group_by_folder and len(rel.parts) > 1 else video_id_of(path, base)
                 rows.append((video_id_of(path, self.root), path, label, group))
+        rows = disambiguate(rows, self.root)
         splits = group_split((g for *_, g in rows), self.val_fraction, self.test_fraction, self.seed)
         recs = [VideoRecord(v, str(p), lab, splits[g], g) for v, p, lab, g in rows]
         return check_splits(recs, self.root)
