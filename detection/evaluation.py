@@ -116,17 +116,27 @@ def report_images(clips: ClipScores, aggregation: str = "mean", threshold: float
 
 
 def write_report(report: dict[str, Any], images: dict[str, torch.Tensor], out: Path) -> Path:
-    """``metrics.json`` and one PNG per image in ``out``; each file appears only when completely written."""
+    """``metrics.json`` and one PNG per image in ``out``, all or nothing: every file is written under a
+    temporary name first and the set is renamed into place only when all were written (a full disk leaves
+    no report without its pictures, and no temporary file)."""
     from PIL import Image
 
+    from common.errors import OutputError
+
     out.mkdir(parents=True, exist_ok=True)
-    for name, image in images.items():
-        arr = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        tmp = out / f".{name}.png.partial"
-        Image.fromarray(arr).save(tmp, format="PNG")
-        os.replace(tmp, out / f"{name}.png")
     path = out / "metrics.json"
-    tmp = out / ".metrics.json.partial"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
+    written: list[tuple[Path, Path]] = []
+    try:
+        for name, image in images.items():
+            arr = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            written.append((out / f".{name}.png.partial", out / f"{name}.png"))
+            Image.fromarray(arr).save(written[-1][0], format="PNG")
+        written.append((out / ".metrics.json.partial", path))
+        written[-1][0].write_text(json.dumps(report, indent=2))
+    except OSError as exc:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(out, exc.strerror or str(exc)) from None
+    for tmp, final in written:
+        os.replace(tmp, final)
     return path

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from common.cache import read_entry
+from common.commands import USAGE_EXIT
 from common.commands import main as cli_main
 from common.datasets import FolderIndex
 from common.preprocess import PreprocessConfig, in_shard, run_preprocess
@@ -173,7 +174,8 @@ def test_cli_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     (tmp_path / "d").mkdir()
     assert cli_main(["preprocess", "--root", str(tmp_path / "d"), "--out", str(tmp_path / "c")]) == 1
     assert "expected folders real/ and fake/" in capsys.readouterr().err
-    assert cli_main(["preprocess", "--root", str(tmp_path / "d"), "--out", str(tmp_path / "c"), "--frames", "x:1"]) == 1
-    assert "frame spec" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a bad frame spec is a usage error, found while parsing
+        cli_main(["preprocess", "--root", str(tmp_path / "d"), "--out", str(tmp_path / "c"), "--frames", "x:1"])
+    assert exc.value.code == USAGE_EXIT and "frame spec" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["preprocess", "--root", ".", "--out", "c", "--shard", "3/2"])

@@ -45,6 +45,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+def frame_spec(text: str) -> str:
+    """An argparse type: a frame sampling spec (``all``, ``even:N``, ``first:N``, ``windows:K:L`` or ``N``),
+    checked when the command line is parsed."""
+    from common.errors import ConfigError
+    from common.video import sample_indices
+
+    try:
+        sample_indices(100, text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
 def fraction(text: str) -> float:
     """An argparse type: a float in [0, 1]."""
     try:

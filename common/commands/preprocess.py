@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.commands.args import add_dataset_arguments, index_from_args, parse_shard, positive_int
+from common.commands.args import (
+    add_dataset_arguments,
+    frame_spec,
+    index_from_args,
+    non_negative_int,
+    parse_shard,
+    positive_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="cache folder to create or resume")
     p.add_argument(
         "--frames",
+        type=frame_spec,
         default="even:32",
         help="all | even:N | first:N | windows:K:L (K runs of L frames); default even:32",
     )
@@ -24,8 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stretch", action="store_true", help="cut the face box itself (not a square), stretched")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (one detector each)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4 CPU, 32 GPU)")
-    p.add_argument("--detect-max-side", type=int, default=480, help="detect at most at this resolution (0 = full)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=None, help="frames per detector batch (default 4 CPU, 32 GPU)"
+    )
+    p.add_argument(
+        "--detect-max-side", type=non_negative_int, default=480, help="detect at most at this resolution (0 = full)"
+    )
     p.add_argument("--detect-every", type=positive_int, default=1,
                    help="face detector on every k-th frame of each run, the others interpolated")  # fmt: skip
     p.add_argument("--shard", type=parse_shard, default=(0, 1), help="process shard i of n (e.g. 0/4)")
@@ -36,9 +48,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the preprocess command; returns the exit code (3 when some videos failed)."""
     from common.outputs import output_dir
     from common.preprocess import PreprocessConfig, run_preprocess
-    from common.video import sample_indices
 
-    sample_indices(100, args.frames)  # validate the spec before any work
     splits = {s.strip() for s in args.splits.split(",") if s.strip()}
     records = [r for r in index_from_args(args).records() if r.split in splits]
     config = PreprocessConfig(
