@@ -481,12 +481,13 @@ def write_video(
     crf: int = 18,
     times: Sequence[float] | np.ndarray | None = None,
 ) -> Path:
-    """Write RGB frames to an H.264 (yuv420p) mp4, atomically.
+    """Write RGB frames to an mp4 (H.264 or VP9, yuv420p), atomically.
 
     The file appears at ``path`` only when complete: frames go to a temporary file in the same folder
     that is renamed at the end and removed on any error (:func:`common.outputs.atomic_path`). The
     encoder's exit status and every write error (a full disk included) become one
-    :class:`VideoWriteError`. Odd frame sizes are padded by one pixel (H.264 4:2:0 has no odd sizes).
+    :class:`VideoWriteError`. Even sizes are H.264; odd sizes VP9 (in the same mp4), so the output always
+    has the frames' exact size.
 
     Args:
         path: output ``.mp4``.
@@ -530,16 +531,20 @@ def evenly_spaced(times: Sequence[float] | np.ndarray, fps: float) -> bool:
 
 
 def _encoder_command(tmp: Path, width: int, height: int, fps: float, crf: int, timed: bool) -> list[str]:
-    """ffmpeg reading frames of ``width x height`` (odd sizes padded by one) from stdin: raw RGB at ``fps``,
-    or (``timed``) a NUT stream of raw frames that carry their own timestamps, kept as they are."""
-    pad_w, pad_h = width + width % 2, height + height % 2
-    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{pad_w}x{pad_h}", "-r", f"{float(fps):.6f}", "-i", "-"]
+    """ffmpeg reading ``width x height`` frames from stdin: raw RGB at ``fps``, or (``timed``) a NUT stream of
+    raw frames that carry their own timestamps, kept as they are. H.264 (yuv420p) for even sizes; VP9 for
+    odd ones (H.264 4:2:0 has no odd sizes, VP9 has), so the output keeps the input's exact size."""
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{float(fps):.6f}", "-i", "-"]
     timing = ["-fps_mode", "passthrough", "-enc_time_base", "1:90000", "-video_track_timescale", "90000"]
     source = ["-f", "nut", "-i", "-", *timing] if timed else raw
+    if width % 2 or height % 2:
+        codec = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1",
+                 "-crf", str(min(63, crf + 12)), "-b:v", "0"]  # fmt: skip
+    else:
+        codec = ["-c:v", "libx264", "-crf", str(crf), "-preset", "veryfast"]
     return [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin", *source,
-        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast",
-        "-movflags", "+faststart", "-f", "mp4", str(tmp),
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin", *source, *codec,
+        "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp),
     ]  # fmt: skip
 
 
@@ -585,7 +590,7 @@ def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf:
                     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
                     if times is not None:
                         assert proc.stdin is not None
-                        timed = _TimedPipe(proc.stdin, *_even(frame).shape[1::-1], fps)
+                        timed = _TimedPipe(proc.stdin, *size, fps)
                 if (frame.shape[1], frame.shape[0]) != size:
                     raise VideoWriteError(out, f"frame {count} has size {frame.shape[1]}x{frame.shape[0]}, not {size}")
                 if times is not None and count >= len(times):
@@ -593,9 +598,9 @@ def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf:
                 assert proc.stdin is not None
                 try:
                     if timed is not None and times is not None:
-                        timed.write(_even(frame), float(times[count]))
+                        timed.write(frame, float(times[count]))
                     else:
-                        proc.stdin.write(memoryview(_even(frame)))
+                        proc.stdin.write(memoryview(frame))
                 except (OSError, av.FFmpegError):  # the encoder died (full disk, ...): its own message says why
                     break
                 count += 1
@@ -627,13 +632,6 @@ def _encoder_exit(code: int) -> str:
     name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
     extra = " (the file outgrew the space or file-size limit)" if name == "SIGXFSZ" else ""
     return f"the encoder was killed by {name}{extra}"
-
-
-def _even(frame: np.ndarray) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if h % 2 == 0 and w % 2 == 0:
-        return frame
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
 def _mux_audio(video: Path, audio_src: Path, out: Path, duration: float, target: Path) -> None:

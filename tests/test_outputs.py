@@ -228,3 +228,59 @@ def test_a_still_image_named_like_a_video_is_refused(tmp_path: Path, capsys: pyt
     assert cli_main(["faces", str(fake), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"forgelab faces: error: cannot read video {fake}: this is a still image (jpeg), not a video"]
+
+
+LIMITED = """
+import resource, sys
+from common.commands import main
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))  # a nearly full disk
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_commands_on_a_full_disk_fail_cleanly(tmp_path: Path, sample_video: Path) -> None:
+    """``detect --out``, ``swap`` and ``evaluate`` when writes fail midway: exit 1, one line naming the output,
+    and nothing left in the output folder (the issue's corrupt mp4 with exit 0, or metrics.json without
+    its PNGs)."""
+    import torch
+    from skimage.data import astronaut
+
+    fx = torch.load(ROOT / "tests" / "data" / "coseg_parity_A.pt", weights_only=True)
+    segmenter = tmp_path / "segmenter.pth.tar"
+    torch.save({"segmentation_module": fx["segmentation_module"], "reconstruction_module": fx["reconstruction_module"],
+                "epoch": 0}, segmenter)  # fmt: skip
+    face = tmp_path / "face.png"
+    Image.fromarray(astronaut()).save(face)
+    cases = {
+        "detect": ["detect", str(sample_video), "--checkpoint", str(MESONET), "--out", "{out}/annotated.mp4"],
+        "swap": [
+            "swap",
+            "--checkpoint",
+            str(segmenter),
+            "--source",
+            str(face),
+            "--target",
+            str(sample_video),
+            "--parts",
+            "2",
+            "--size",
+            "128",
+            "--device",
+            "cpu",
+            "--out",
+            "{out}/swap.mp4",
+        ],  # fmt: skip
+        "evaluate": ["evaluate", "--checkpoint", str(MESONET), "--dataset", "single", "--root", str(sample_video)]
+        + ["--split", "val", "--clips", "2", "--frames", "2", "--out", "{out}"],
+    }
+    for name, argv in cases.items():
+        out = tmp_path / f"out_{name}"
+        out.mkdir()
+        args = [a.format(out=out) for a in argv]
+        limit = "2000" if name == "evaluate" else "20000"  # a file size limit: the first file past it fails
+        proc = subprocess.run([sys.executable, "-c", LIMITED, limit, *args], capture_output=True, text=True,
+                              cwd=ROOT)  # fmt: skip
+        lines = [e for e in proc.stderr.splitlines() if e.startswith("forgelab ") or "Traceback" in e]
+        assert proc.returncode == 1, (name, proc.stderr[-500:])
+        assert len(lines) == 1 and "cannot write" in lines[0] and str(out) in lines[0], (name, lines)
+        assert list(out.iterdir()) == [], (name, list(out.iterdir()))

@@ -74,18 +74,19 @@ def test_sample_indices() -> None:
             sample_indices(10, bad)
 
 
-def test_write_roundtrip(tmp_path: Path) -> None:
-    frames = numbered_frames(25, 47, 63)  # odd size: padded to even for yuv420p
+@pytest.mark.parametrize(("height", "width", "codec"), [(48, 64, "h264"), (47, 63, "vp9")])
+def test_write_roundtrip(tmp_path: Path, height: int, width: int, codec: str) -> None:
+    frames = numbered_frames(25, height, width)  # odd sizes: VP9 (H.264 4:2:0 has none), still the exact size
     out = write_video(tmp_path / "out.mp4", list(frames), 12.5)
     with av.open(str(out)) as c:
         s = c.streams.video[0]
-        assert s.codec_context.name == "h264"
+        assert s.codec_context.name == codec
         assert s.codec_context.pix_fmt == "yuv420p"
     info = probe(out)
-    assert (info.num_frames, info.width, info.height) == (25, 64, 48)
+    assert (info.num_frames, info.width, info.height) == (25, width, height)
     assert info.fps == pytest.approx(12.5)
     back = read_frames(out, [0, 24])
-    assert np.abs(back[:, :47, :63].astype(int) - frames[[0, 24]]).mean() < 3
+    assert np.abs(back.astype(int) - frames[[0, 24]]).mean() < 4
     assert not list(tmp_path.glob(".*partial*"))
 
 
