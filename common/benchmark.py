@@ -21,9 +21,10 @@ import numpy as np
 from PIL import Image
 
 from common.assets import SAMPLE_VIDEO
+from common.encode import write_video
 from common.faces import FaceExtractor
 from common.tracking import TRACK_EVERY
-from common.video import VideoReader, write_video
+from common.video import VideoReader
 
 
 def clutter_background(width: int, height: int, tile: int = 160) -> np.ndarray:

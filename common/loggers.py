@@ -25,7 +25,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from PIL import Image
 
-from common.video import write_video
+from common.encode import write_video
 
 
 def wandb_logged_in() -> bool:

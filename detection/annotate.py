@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from common.encode import write_video
 from common.errors import NoFaceError
 from common.faces import FaceExtractor, region_overlap
 from common.tracking import TRACK_EVERY
-from common.video import VideoReader, write_video
+from common.video import VideoReader
 
 GREEN = (40, 200, 70)
 RED = (230, 40, 40)

@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from common.encode import write_video
 from common.errors import CheckpointError, ConfigError, NoFaceError, VideoWriteError
 from common.faces import FaceExtractor, crop_square, region_overlap, resolve_device
 from common.frames import to_tensor_clip
 from common.masks import feather as feather_mask
 from common.tracking import TRACK_EVERY
-from common.video import VideoReader, read_image, write_video
+from common.video import VideoReader, read_image
 from common.weights import read_checkpoint
 from generation.checkpoints import build_modules, load_state, split_formats
 from generation.models import ReconstructionModule, SegmentationModule

@@ -48,7 +48,7 @@ def ffmpeg(*args: str) -> None:
 @pytest.fixture(scope="session")
 def face_clip(tmp_path_factory: pytest.TempPathFactory, sample_frames: np.ndarray) -> Path:
     """A 12-frame cut of the sample video (real face), for fast face tests."""
-    from common.video import write_video
+    from common.encode import write_video
 
     path = tmp_path_factory.mktemp("clips") / "face12.mp4"
     return write_video(path, list(sample_frames[:12]), 29.97)
@@ -57,7 +57,7 @@ def face_clip(tmp_path_factory: pytest.TempPathFactory, sample_frames: np.ndarra
 @pytest.fixture(scope="session")
 def noise_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A video without any face."""
-    from common.video import write_video
+    from common.encode import write_video
 
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("clips") / "noise.mp4"

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from common.commands import main as cli_main
-from common.video import VideoReader, write_video
+from common.encode import write_video
+from common.video import VideoReader
 
 ROOT = Path(__file__).resolve().parent.parent
 MESONET = ROOT / "pretrained" / "mesonet" / "Meso4_DF.h5"

@@ -375,7 +375,7 @@ def test_verdict_rules() -> None:
 def test_few_detected_faces_are_inconclusive(legacy_file: Path, sample_frames: np.ndarray, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     from common.commands import main as cli_main
-    from common.video import write_video
+    from common.encode import write_video
 
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 255, (24, *sample_frames.shape[1:]), dtype=np.uint8)

@@ -14,9 +14,10 @@ from PIL import Image
 
 from common.commands import USAGE_EXIT
 from common.commands import main as cli_main
+from common.encode import write_video
 from common.errors import OutputError, VideoWriteError
 from common.outputs import output_dir, output_file
-from common.video import VideoReader, read_image, write_video
+from common.video import VideoReader, read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 MESONET = ROOT / "pretrained" / "mesonet" / "Meso4_DF.h5"
@@ -91,7 +92,7 @@ def test_detect_goes_on_after_a_bad_video_and_refuses_colliding_outputs(
 FULL_DISK = """
 import numpy as np, resource, sys
 from common.errors import VideoWriteError
-from common.video import write_video
+from common.encode import write_video
 resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))  # the file system is full after 150 kB
 rng = np.random.default_rng(0)
 try:

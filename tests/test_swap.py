@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from common.commands import main as cli_main
-from common.video import probe, read_frames, write_video
+from common.encode import write_video
+from common.video import probe, read_frames
 from generation.swap import infer_model_params, load_segmenter, paste_back
 from tests.conftest import ffmpeg
 

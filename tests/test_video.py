@@ -9,8 +9,9 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from common.encode import write_video
 from common.errors import ConfigError, VideoReadError, VideoWriteError
-from common.video import VideoReader, probe, read_frames, sample_indices, write_video
+from common.video import VideoReader, probe, read_frames, sample_indices
 from tests.conftest import ffmpeg, numbered_frames
 
 

@@ -34,15 +34,25 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
+def int_at_least(text: str, minimum: int) -> int:
+    """``text`` as an integer >= ``minimum``, or an :class:`argparse.ArgumentTypeError` saying why not."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return int_at_least(text, 0)
 
 
 def frame_spec(text: str) -> str:
@@ -56,17 +66,6 @@ def frame_spec(text: str) -> str:
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
 
 
 def fraction(text: str) -> float:
