@@ -403,7 +403,7 @@ def read_image(path: str | Path, what: str = "image") -> np.ndarray:
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
     if img.mode == "P":
         img = img.convert("RGBA")
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def probe(path: str | Path) -> VideoInfo:
