@@ -147,10 +147,36 @@ def test_images_are_read_upright_in_any_colour_mode(tmp_path: Path) -> None:
     assert np.array_equal(grey[..., 1], rgb[..., 0])
 
 
-def test_usage_errors_are_not_the_no_face_code() -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["detect", "--frames", "0", "x.mp4"],
+        ["detect", "--clips", "-1", "x.mp4"],
+        ["faces", "x.mp4", "--frames", "even:0"],
+        ["faces", "x.mp4", "--crop-size", "8"],  # below what any detector or segmenter accepts
+        ["preprocess", "--root", "r", "--out", "o", "--batch-size", "0"],
+        [
+            "swap",
+            "--checkpoint",
+            "c",
+            "--source",
+            "s",
+            "--target",
+            "t",
+            "--parts",
+            "1",
+            "--out",
+            "o.mp4",
+            "--size",
+            "0",
+        ],
+    ],
+)
+def test_usage_errors_are_not_the_no_face_code(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        cli_main(["detect", "--frames", "0", "x.mp4"])
+        cli_main(argv)
     assert exc.value.code == USAGE_EXIT != 2
+    assert "error: argument" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])

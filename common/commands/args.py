@@ -55,6 +55,14 @@ def non_negative_int(text: str) -> int:
     return int_at_least(text, 0)
 
 
+MIN_IMAGE_SIZE = 32  # the detectors' and segmenters' five stride-2 stages need at least this many pixels
+
+
+def image_size(text: str) -> int:
+    """An argparse type: a crop or model resolution in pixels, at least :data:`MIN_IMAGE_SIZE`."""
+    return int_at_least(text, MIN_IMAGE_SIZE)
+
+
 def frame_spec(text: str) -> str:
     """An argparse type: a frame sampling spec (``all``, ``even:N``, ``first:N``, ``windows:K:L`` or ``N``),
     checked when the command line is parsed."""

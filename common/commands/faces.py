@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.commands.args import frame_spec, positive_int
+from common.commands.args import frame_spec, image_size, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", type=Path)
     p.add_argument("--out", type=Path, default=Path("outputs"))
     p.add_argument("--frames", type=frame_spec, default="all", help="all | even:N | first:N | windows:K:L")
-    p.add_argument("--crop-size", type=positive_int, default=112)
+    p.add_argument("--crop-size", type=image_size, default=112)
     p.add_argument("--detect-every", type=positive_int, default=1,
                    help="run the face detector on every k-th frame and interpolate the others (faster)")  # fmt: skip
     p.add_argument("--device", default="auto")

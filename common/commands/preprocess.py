@@ -8,6 +8,7 @@ from pathlib import Path
 from common.commands.args import (
     add_dataset_arguments,
     frame_spec,
+    image_size,
     index_from_args,
     non_negative_int,
     parse_shard,
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="all | even:N | first:N | windows:K:L (K runs of L frames); default even:32",
     )
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits to process")
-    p.add_argument("--crop-size", type=positive_int, default=224)
+    p.add_argument("--crop-size", type=image_size, default=224)
     p.add_argument("--margin", type=float, default=1.3, help="crop side / detector box side")
     p.add_argument("--stretch", action="store_true", help="cut the face box itself (not a square), stretched")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (one detector each)")

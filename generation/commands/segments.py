@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.commands.args import image_size
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``forgelab segments``."""
@@ -12,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--image", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--size", type=image_size, default=None)
     p.add_argument(
         "--margin", type=float, default=None, help="crop side / face box side (default: the model's, or 1.6)"
     )

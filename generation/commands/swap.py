@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.commands.args import positive_int
+from common.commands.args import image_size, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--use-source-segmentation", action="store_true", help="mask from the source, warped")
     p.add_argument("--side-by-side", action="store_true", help="write source | target | result")
     p.add_argument("--num-segments", type=int, default=None, help="refuse a checkpoint with another K")
-    p.add_argument("--size", type=int, default=None, help="model resolution (default: the checkpoint's, or 256)")
+    p.add_argument("--size", type=image_size, default=None, help="model resolution (default: the checkpoint's, or 256)")
     p.add_argument(
         "--margin", type=float, default=None, help="crop side / face box side (default: the model's, or 1.6)"
     )
