@@ -39,7 +39,9 @@ def return_freed_buffers(threshold: int = 4 << 20) -> bool:
     """Make glibc serve allocations of ``threshold`` bytes or more (decoded frames, batches) with their own
     memory maps, handed back to the system when freed. By default glibc raises that threshold after the
     first such free and then keeps freed frames in its heap, so peak memory of a video pass grew by a few
-    hundred MB (measured: +250 MB over 40 1080p frames, +33 MB with this). No-op where glibc is absent.
+    hundred MB (measured: +250 MB over 40 1080p frames, +33 MB with this). Only the commands that stream
+    whole videos frame by frame ask for it (``streams_frames``): it slows large tensor allocations, so
+    training and benchmarks of models keep glibc's default. No-op where glibc is absent.
 
     Returns:
         whether the setting was applied.
@@ -54,9 +56,10 @@ def return_freed_buffers(threshold: int = 4 << 20) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``forgelab`` console script."""
-    return_freed_buffers()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "streams_frames", False):  # set by the commands that stream whole videos
+        return_freed_buffers()
     if hasattr(args, "passthrough"):  # training commands hand their arguments to LightningCLI
         args.passthrough = unknown
     elif unknown:

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-every", type=positive_int, default=1,
                    help="run the face detector on every k-th frame and interpolate the others (faster)")  # fmt: skip
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, streams_frames=True)
 
 
 def main(args: argparse.Namespace) -> int:

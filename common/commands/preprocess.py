@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-every", type=positive_int, default=1,
                    help="face detector on every k-th frame of each run, the others interpolated")  # fmt: skip
     p.add_argument("--shard", type=parse_shard, default=(0, 1), help="process shard i of n (e.g. 0/4)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, streams_frames=True)
 
 
 def main(args: argparse.Namespace) -> int:

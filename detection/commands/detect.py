@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-face-share", type=fraction, default=0.5,
                    help="INCONCLUSIVE when a face is detected in fewer of the scored frames")  # fmt: skip
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, streams_frames=True)
 
 
 def annotated_outputs(videos: list[Path], out: Path | None) -> dict[Path, Path]:
