@@ -28,19 +28,6 @@ from common.mtcnn import Detections
 TRACK_EVERY = 4  # key-frame spacing for whole-video tracking (see ``forgelab bench preprocess``)
 
 
-def detection_plan(indices: Sequence[int], every: int) -> np.ndarray:
-    """bool ``[N]``: the key frames of :class:`KeyframeTracker` before any refinement: every ``every``-th frame
-    of each run of consecutive frame numbers and the last frame of each run (all frames for ``every`` 1)."""
-    idx = np.asarray(indices, dtype=np.int64)
-    if every <= 1 or len(idx) == 0:
-        return np.ones(len(idx), bool)
-    run_start = np.r_[True, np.diff(idx) != 1]
-    run_end = np.r_[np.diff(idx) != 1, True]
-    starts = np.flatnonzero(run_start)
-    position = np.arange(len(idx)) - starts[np.cumsum(run_start) - 1]
-    return (position % every == 0) | run_end
-
-
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
     return float(box_iou(torch.as_tensor(a[None], dtype=torch.float32), torch.as_tensor(b[None], dtype=torch.float32)))

@@ -10,7 +10,6 @@ from PIL import Image
 
 from common.errors import NoFaceError
 from common.faces import FaceExtractor, box_jitter, crop_square, smooth_boxes, square_boxes
-from common.tracking import detection_plan
 from common.video import VideoReader
 
 
@@ -118,9 +117,3 @@ def test_detect_every_interpolates_within_runs(extractor: FaceExtractor, sample_
     assert detected_positions == [0, 3, 6, 9, 10, 13, 16]
     assert sparse.to_meta()["frames_without_face"] == [] and len(sparse.to_meta()["frames_interpolated"]) == 10
     assert np.abs(sparse.boxes - full.boxes).max() < 4  # interpolated boxes stay within a few pixels
-
-
-def test_detection_plan() -> None:
-    plan = detection_plan([0, 1, 2, 3, 4, 10, 11, 30], 2)
-    assert plan.tolist() == [True, False, True, False, True, True, True, True]
-    assert detection_plan([5, 6, 7], 1).all() and len(detection_plan([], 3)) == 0

@@ -110,6 +110,18 @@ def test_keyframe_tracker_respects_runs_of_frames() -> None:
     assert [int(f) for f in idx[~interpolated]] == [0, 3, 4, 10, 11, 50]  # each run's first and last frame
 
 
+def key_frames(frames: list[int], every: int) -> list[bool]:
+    """Which frames a tracker runs the detector on when the track is never lost."""
+    tracker = KeyframeTracker(fake_detector({f: (0.0, 0.0, 40.0, 40.0) for f in frames}, []), FacePicker(), every)
+    tracker.push(frames, frames)
+    return (~tracker.finish()[2]).tolist()
+
+
+def test_key_frame_plan() -> None:
+    assert key_frames([0, 1, 2, 3, 4, 10, 11, 30], 2) == [True, False, True, False, True, True, True, True]
+    assert all(key_frames([5, 6, 7], 1)) and len(key_frames([], 3)) == 0
+
+
 def test_whole_video_tracking_stays_close_to_every_frame_detection(
     batched: FaceExtractor, reference: FaceExtractor, sample_video: Path, moving_face: Path
 ) -> None:
