@@ -164,15 +164,21 @@ class BatchedMTCNN(nn.Module):
         """Summed-area table ``[B, 3, H + 1, W + 1]`` (float64: exact for 8-bit images) of ``x [B, 3, H, W]``."""
         return F.pad(x.double().cumsum(2).cumsum(3), (1, 0, 1, 0))
 
-    def resample(self, table: torch.Tensor, boxes: torch.Tensor, images: torch.Tensor, size: int) -> torch.Tensor:
+    def resample(self, table: torch.Tensor, boxes: torch.Tensor, images: torch.Tensor, size: int,
+                 chunk: int = 512) -> torch.Tensor:  # fmt: skip
         """Cut every candidate (integer box clipped to the frame) and resize it to ``size`` by area averaging,
-        all at once: ``[K, 3, S, S]`` normalised for the networks.
+        ``chunk`` candidates at a time: ``[K, 3, S, S]`` normalised for the networks.
 
         Output pixel ``(i, j)`` of a crop of ``h x w`` pixels at ``(y0, x0)`` is the mean over rows
         ``[y0 + floor(i h / S), y0 + ceil((i + 1) h / S))`` and the same for columns: exactly what the
         reference's per-candidate ``interpolate(mode="area")`` (adaptive average pooling) computes, read
-        from the summed-area ``table`` (:meth:`integral`) with four gathers.
+        from the summed-area ``table`` (:meth:`integral`) with four gathers. The gathers are float64 ``[k, S, S,
+        3]``; in chunks their memory stays bounded (a cluttered 1080p batch has thousands of candidates: ~300 MB
+        at once).
         """
+        if len(boxes) > chunk:
+            return torch.cat([self.resample(table, boxes[s : s + chunk], images[s : s + chunk], size, chunk)
+                              for s in range(0, len(boxes), chunk)])  # fmt: skip
         h, w = table.shape[2] - 1, table.shape[3] - 1
         b = boxes.trunc().long()
         x0 = b[:, 0].clamp(min=1) - 1  # the 1-based inclusive convention of the reference code, clipped
@@ -199,15 +205,18 @@ class BatchedMTCNN(nn.Module):
         return ((crops - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
     @staticmethod
-    def run_padded(net: nn.Module, crops: torch.Tensor, multiple: int) -> tuple[torch.Tensor, ...]:
+    def run_padded(net: nn.Module, crops: torch.Tensor, multiple: int, chunk: int = 128) -> tuple[torch.Tensor, ...]:
         """``net(crops)`` with the batch zero-padded to a multiple of ``multiple``, outputs cut back: the
         networks then see few distinct batch sizes, so the convolution backends' per-shape caches and
-        buffers stay bounded over a long video (memory grew by ~70 MB per 1,000 frames otherwise)."""
+        buffers stay bounded over a long video (memory grew by ~70 MB per 1,000 frames otherwise). At most
+        ``chunk`` crops per call (a multiple of ``multiple``): R-Net's first activations take ~0.1 MB a crop, and a
+        cluttered 1080p batch has thousands of candidates."""
         k = len(crops)
         padded = -(-k // multiple) * multiple
         if padded != k:
             crops = torch.cat([crops, crops.new_zeros((padded - k, *crops.shape[1:]))])
-        return tuple(out[:k] for out in net(crops))
+        parts = [net(crops[s : s + chunk]) for s in range(0, padded, chunk)]
+        return tuple(torch.cat(outs)[:k] for outs in zip(*parts))
 
     def valid(self, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """bool ``[K]``: candidates whose clipped box still holds at least one pixel."""
