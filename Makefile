@@ -5,20 +5,20 @@ PY := $(VENV)/bin/python
 FORGELAB := $(VENV)/bin/forgelab
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint format clean train-segmenter train-detector
+.PHONY: venv demo test bench compare lint format clean train-segmenter train-detector
 
 # Experiments compose: experiments/<system>_<name>.yaml holds only what differs from experiments/base/<system>.yaml
 # (LightningCLI merges several --config in order). CONFIGS(EXPERIMENT) gives both.
 CONFIGS = --config experiments/base/$(firstword $(subst _, ,$(1))).yaml --config experiments/$(1).yaml
 
-# train-detector: DATA=<dataset root, or an experiment name> [DATASET=folder|csv|celebdf|ffpp] [EXPERIMENT=...]
-# [ARGS=...]; without DATA the sample experiment (bundled video vs self-blended pseudo-fakes) runs.
-DETECTOR_folder := detector_folder
-DETECTOR_csv := detector_csv
-DETECTOR_celebdf := detector_celebdf
-DETECTOR_ffpp := detector_ffpp_c23
+# train-detector: [MODEL=resnext_lstm|attention] DATA=<dataset root, or an experiment name>
+# [DATASET=folder|csv|celebdf|ffpp] [EXPERIMENT=...] [ARGS=...]; without DATA the model's sample experiment (bundled
+# video vs self-blended pseudo-fakes) runs. MODEL=attention (or lda): the long-distance attention detector.
+MODEL ?= resnext_lstm
+DETECTOR_PREFIX = $(if $(filter attention lda long_distance_attention,$(MODEL)),detector_attention,detector)
+DETECTOR_ffpp := ffpp_c23
 DATA_IS_EXPERIMENT = $(and $(DATA),$(wildcard experiments/$(DATA).yaml))
-train-detector: EXPERIMENT ?= $(if $(DATA_IS_EXPERIMENT),$(DATA),$(if $(DATA),$(DETECTOR_$(or $(DATASET),folder)),detector_sample))
+train-detector: EXPERIMENT ?= $(if $(DATA_IS_EXPERIMENT),$(DATA),$(DETECTOR_PREFIX)_$(if $(DATA),$(or $(DETECTOR_$(DATASET)),$(or $(DATASET),folder)),sample))
 train-detector: ROOT_ARG = $(if $(filter csv,$(DATASET)),path,root)
 
 # train-segmenter: DATA=<vox/taichi "video-preprocessing" root> [EXPERIMENT=segmenter_vox10|segmenter_vox5|segmenter_taichi]
@@ -64,8 +64,20 @@ bench: $(STAMP)
 	$(FORGELAB) bench-segmenter --out outputs/bench_segmenter.json
 	$(FORGELAB) bench-detector --out outputs/bench_detector.json
 
-## train-detector: ResNeXt-LSTM detector (GPU when present, DDP over several)
+## compare: the sample detectors (ResNeXt-LSTM, long-distance attention, convolutional traces; trained here when
+## missing) and MesoNet's published weights through one protocol -> outputs/compare/leaderboard.{md,csv,png}
+NEWEST = $$(ls -t outputs/runs/$(1)/version_*/checkpoints/best.ckpt | head -1)
+compare: $(STAMP)
+	$(if $(wildcard outputs/runs/detector_sample/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,detector_sample) --trainer.enable_progress_bar false)
+	$(if $(wildcard outputs/runs/detector_attention_sample/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,detector_attention_sample) --trainer.enable_progress_bar false)
+	$(if $(wildcard outputs/fingerprint_sample/conv_traces_k3_svm.pt),,$(FORGELAB) fingerprint --dataset single --root assets/carphone_pristine.mp4 --self-blend --kernels 3 --train-clips 128 --clips 48 --out outputs/fingerprint_sample)
+	$(FORGELAB) compare --checkpoint $(call NEWEST,detector_sample) $(call NEWEST,detector_attention_sample) \
+		outputs/fingerprint_sample/conv_traces_k3_svm.pt outputs/fingerprint_sample/conv_traces_k3_lda.pt \
+		pretrained/mesonet/Meso4_DF.h5 pretrained/mesonet/MesoInception_DF.h5 --out outputs/compare
+
+## train-detector: ResNeXt-LSTM detector, or MODEL=attention the long-distance attention one (GPU when present, DDP over several)
 train-detector: $(STAMP)
+	@test -f experiments/$(EXPERIMENT).yaml || { echo "no experiment experiments/$(EXPERIMENT).yaml (MODEL=$(MODEL) DATASET=$(DATASET))"; exit 2; }
 	$(FORGELAB) fit $(call CONFIGS,$(EXPERIMENT)) $(if $(and $(DATA),$(if $(DATA_IS_EXPERIMENT),,1)),--data.init_args.index.init_args.$(ROOT_ARG)=$(DATA)) $(ARGS)
 
 ## train-segmenter: motion co-segmentation (GPU when present, DDP over several)

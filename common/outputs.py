@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from common.errors import OutputError
 
@@ -91,3 +92,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_all(folder: str | Path, files: dict[str, str | bytes | Any]) -> dict[str, Path]:
+    """Write a set of files into ``folder``, all or nothing: each under a temporary name first, the set renamed
+    into place only when every one was written (a full disk leaves no report without its pictures, and no
+    temporary file). Values: text, bytes, or a uint8 ``[H, W, 3]`` image array (written as PNG)."""
+    import numpy as np
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[tuple[Path, Path]] = []
+    try:
+        for name, value in files.items():
+            written.append((out / f".{name}.partial", out / name))
+            tmp = written[-1][0]
+            if isinstance(value, str):
+                tmp.write_text(value)
+            elif isinstance(value, bytes):
+                tmp.write_bytes(value)
+            else:
+                from PIL import Image
+
+                Image.fromarray(np.asarray(value, dtype=np.uint8)).save(tmp, format="PNG")
+            finish_permissions(tmp)
+    except OSError as exc:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(out, _reason(exc)) from None
+    for tmp, final in written:
+        os.replace(tmp, final)
+    return {name: out / name for name in files}

@@ -100,6 +100,91 @@ def training_clips_per_s(device: torch.device, batch: int = 4, clip_len: int = 2
     return batch / float(np.mean(times[1:]))
 
 
+def gmacs_per_frame(model: torch.nn.Module, clip: torch.Tensor, frames: int) -> float:
+    """Multiply-accumulates (G) of one forward pass of ``clip`` per scored frame (``torch.utils.flop_counter``
+    counts 2 FLOPs per multiply-accumulate; papers, the long-distance attention one included, quote MACs as "FLOPs")."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(clip)
+    return counter.get_total_flops() / 2 / 1e9 / frames
+
+
+def step_costs(model: torch.nn.Module, clip: torch.Tensor, frames: int, device: torch.device,
+               bf16: bool = False, steps: int = 3) -> dict[str, float]:  # fmt: skip
+    """Inference frames/s (scored frames) and training clips/s (forward, backward, SGD) of ``model`` on ``clip``
+    ``[B, T, 3, S, S]``; ``bf16``: under bf16 autocast (GPU)."""
+    from contextlib import nullcontext
+
+    def timed(fn: Any) -> float:
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return float(np.mean(times[1:]))
+
+    cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    opt = torch.optim.SGD(model.parameters(), lr=3e-4, momentum=0.9)
+    label = torch.arange(len(clip), device=device) % 2
+
+    def train() -> None:
+        with cast:
+            loss = torch.nn.functional.cross_entropy(model(clip), label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def infer() -> None:
+        with cast, torch.inference_mode():
+            model(clip)
+
+    model.train()
+    train_s = timed(train)
+    model.eval()
+    infer_s = timed(infer)
+    return {"inference_frames_per_s": round(len(clip) * frames / infer_s, 3),
+            "training_clips_per_s": round(len(clip) / train_s, 3)}  # fmt: skip
+
+
+def attention_costs(device: torch.device, batch: int = 4) -> dict[str, Any]:
+    """The long-distance attention detector at full size (Xception at 398 px, ViT-B/16 embeddings at 224 px, clips of
+    n = 3 frames, one scored frame each) against its plain Xception backbone at 398 px in the same run: parameters,
+    GMACs per frame, inference frames/s and training clips/s (fp32; bf16 too on a GPU)."""
+    from detection.models import LongDistanceAttentionDetector
+    from detection.models.xception import GuidedXception
+
+    class PlainXception(torch.nn.Module):  # the baseline: the same backbone, no attention
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone, self.fc = GuidedXception(), torch.nn.Linear(2048, 2)
+
+        def forward(self, video: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.backbone(video[:, 0] * 2 - 1, {}).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    clip = torch.rand(batch, 3, 3, 398, 398, device=device)
+    out: dict[str, Any] = {"device": str(device), "batch": batch}
+    for name, model in (("long_distance_attention", LongDistanceAttentionDetector(pretrained_vit=False)),
+                        ("xception_398", PlainXception())):  # fmt: skip
+        model = model.to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        row: dict[str, Any] = {"params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+                               "gmacs_per_frame": round(gmacs_per_frame(model, clip, batch), 2)}  # fmt: skip
+        row["fp32"] = step_costs(model, clip, 1, device)
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            row["bf16"] = step_costs(model, clip, 1, device, bf16=True)
+        out[name] = row
+    a, b = out["long_distance_attention"]["fp32"], out["xception_398"]["fp32"]
+    out["inference_ratio_vs_xception"] = round(a["inference_frames_per_s"] / b["inference_frames_per_s"], 3)
+    out["training_ratio_vs_xception"] = round(a["training_clips_per_s"] / b["training_clips_per_s"], 3)
+    return out
+
+
 def run(clips: int = 4, clip_len: int = 20, size: int = 112, long_seconds: float = 180.0) -> dict[str, Any]:
     """The benchmark on the sample video and synthetic 720p / 1080p videos (``long_seconds``: the length of
     the long 1080p video for ``detect --out``; 0 skips it)."""
@@ -128,4 +213,5 @@ def run(clips: int = 4, clip_len: int = 20, size: int = 112, long_seconds: float
             out[f"detect_out_{name}"] = annotate_costs(video, ckpt, Path(tmp))
             video.unlink()
     out["training_clips_per_s_112px_T20"] = round(training_clips_per_s(device), 3)
+    out["attention_detector"] = attention_costs(device)
     return out

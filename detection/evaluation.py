@@ -9,7 +9,6 @@ reason, so no video ever drops out of a result silently.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,24 +118,9 @@ def write_report(report: dict[str, Any], images: dict[str, torch.Tensor], out: P
     """``metrics.json`` and one PNG per image in ``out``, all or nothing: every file is written under a
     temporary name first and the set is renamed into place only when all were written (a full disk leaves
     no report without its pictures, and no temporary file)."""
-    from PIL import Image
+    from common.outputs import write_all
 
-    from common.errors import OutputError
-
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "metrics.json"
-    written: list[tuple[Path, Path]] = []
-    try:
-        for name, image in images.items():
-            arr = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            written.append((out / f".{name}.png.partial", out / f"{name}.png"))
-            Image.fromarray(arr).save(written[-1][0], format="PNG")
-        written.append((out / ".metrics.json.partial", path))
-        written[-1][0].write_text(json.dumps(report, indent=2))
-    except OSError as exc:
-        for tmp, _ in written:
-            tmp.unlink(missing_ok=True)
-        raise OutputError(out, exc.strerror or str(exc)) from None
-    for tmp, final in written:
-        os.replace(tmp, final)
-    return path
+    files: dict[str, Any] = {f"{name}.png": (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                             for name, image in images.items()}  # fmt: skip
+    files["metrics.json"] = json.dumps(report, indent=2)
+    return write_all(out, files)["metrics.json"]

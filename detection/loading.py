@@ -18,7 +18,8 @@ from common.errors import CheckpointError, ForgelabError
 from common.faces import resolve_device
 from common.weights import newest_checkpoint, read_checkpoint
 from detection.models import Detector, InputSpec, PublishedResNeXtLSTM, build_detector
-from detection.models.base import SPEC_KEY, p_fake
+from detection.models.base import FIT_SECONDS_KEY, SPEC_KEY, p_fake
+from detection.models.conv_traces import is_fingerprint_file, load_fingerprint
 from detection.models.legacy import is_legacy_file
 from detection.models.mesonet import load_mesonet
 
@@ -32,14 +33,16 @@ class LoadedDetector:
     Attributes:
         module: the :class:`Detector` (eval mode, on ``device``).
         path: the file it came from.
-        kind: ``forgelab`` (trained here), ``published-resnext-lstm`` or ``mesonet``.
+        kind: ``forgelab`` (trained or fitted here), ``published-resnext-lstm`` or ``mesonet``.
         device: where it runs.
+        train_seconds: how long its fit took, when the file recorded it (our checkpoints and fingerprint files).
     """
 
     module: Detector
     path: str
     kind: str
     device: torch.device
+    train_seconds: float | None = None
 
     @property
     def spec(self) -> InputSpec:
@@ -59,11 +62,16 @@ class LoadedDetector:
         return {"kind": self.kind, "checkpoint": self.path, **self.module.describe()}
 
 
-def load_system_detector(path: str | Path) -> Detector:
+def load_system_detector(path: str | Path) -> tuple[Detector, float | None]:
     """The detector of a :class:`~detection.system.DetectionSystem` checkpoint, with the input spec its fit
-    recorded. Only the detector is built (from its stored configuration, known classes only) and only its
-    weights are read: the checkpoint is memory-mapped, so the optimizer state costs nothing."""
+    recorded, or a fingerprint file's fitted detector (``forgelab fingerprint``). Only the detector is built (from
+    its stored configuration, known classes only) and only its weights are read: the checkpoint is
+    memory-mapped, so the optimizer state costs nothing. Returns the detector and its recorded fit time (seconds)."""
     data = read_checkpoint(path, mmap=True)  # one clear error for missing / empty / HTML / truncated files first
+    seconds = data.get(FIT_SECONDS_KEY)
+    seconds = float(seconds) if isinstance(seconds, (int, float)) else None
+    if is_fingerprint_file(data):
+        return load_fingerprint(path, data), seconds
     hp = data.get("hyper_parameters", {})
     if "state_dict" not in data or "detector" not in hp:
         raise CheckpointError(path, "not a DetectionSystem checkpoint, nor a published model_<acc>_acc_<n>_frames_*.pt "
@@ -81,7 +89,7 @@ def load_system_detector(path: str | Path) -> Detector:
     detector.input_spec = (InputSpec.from_dict(spec) if spec else
                            detector.input_spec.replace(aggregation=hp.get("aggregation", "mean")))  # fmt: skip
     del data, state  # drop the file mapping
-    return detector
+    return detector, seconds
 
 
 def load_detector(path: str | Path | None, device: str = "auto", runs: Path = DEFAULT_RUNS) -> LoadedDetector:
@@ -92,13 +100,15 @@ def load_detector(path: str | Path | None, device: str = "auto", runs: Path = DE
             raise CheckpointError("--checkpoint", "none given and no sample run found: run `make train-detector` "
                                   "or pass our .ckpt, a published model_*.pt or a MesoNet .h5")  # fmt: skip
     p = Path(path)
+    seconds = None
     if p.suffix.lower() in (".h5", ".hdf5"):
         module: Detector = load_mesonet(p)
         kind = "mesonet"
     elif is_legacy_file(p):
         module, kind = PublishedResNeXtLSTM(str(p)), "published-resnext-lstm"
     else:
-        module, kind = load_system_detector(p), "forgelab"
+        module, seconds = load_system_detector(p)
+        kind = "forgelab"
     dev = resolve_device(device)
     module = module.to_channels_last().to(dev).eval()  # same numbers, faster convolutions
-    return LoadedDetector(module, str(p), kind, dev)
+    return LoadedDetector(module, str(p), kind, dev, seconds)

@@ -155,13 +155,15 @@ def analyse(
     return Analysis(result, plan, batch, track)
 
 
-def clip_cams(detector: LoadedDetector, analysis: Analysis) -> dict[int, np.ndarray]:
-    """Grad-CAM heatmap ``[S, S]`` for every scored frame number (see :mod:`detection.cam`)."""
-    from detection.cam import grad_cam
-
+def clip_cams(detector: LoadedDetector, analysis: Analysis, name: str | None = None) -> dict[int, np.ndarray]:
+    """Heatmap ``[S, S]`` for every scored frame number: the detector's explanation ``name`` (default its first:
+    Grad-CAM, see :mod:`detection.cam`, or a detector's own attention maps; :meth:`Detector.explain`)."""
     heat: dict[int, np.ndarray] = {}
     for c, clip in zip(analysis.plan, analysis.clips):
-        for f, h in zip(c, grad_cam(detector.module, clip[None].to(detector.device))):
+        maps = detector.module.explain(clip[None].to(detector.device))
+        if name is not None and name not in maps:
+            raise ConfigError(f"this detector explains itself with {', '.join(maps)}, not {name!r}")
+        for f, h in zip(c, maps[name or next(iter(maps))]):  # the first T' frames are the scored ones
             heat[f] = h
     return heat
 

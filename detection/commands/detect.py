@@ -21,7 +21,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=positive_int, default=4, help="clips spread over the whole video")
     p.add_argument("--out", type=Path, default=None, help="annotated video (one input) or folder (several)")
     p.add_argument("--json", action="store_true", help="print the JSON result")
-    p.add_argument("--cam", action="store_true", help="overlay a class-activation heatmap (Grad-CAM) in --out")
+    p.add_argument(
+        "--cam",
+        action="store_true",
+        help="overlay where the detector looked in --out: Grad-CAM, or the detector's attention maps",
+    )
+    p.add_argument(
+        "--cam-map",
+        default=None,
+        help="which explanation --cam draws (e.g. 'temporal attention'; default the detector's first)",
+    )
     p.add_argument("--threshold", type=fraction, default=0.5, help="FAKE when p(fake) is above this")
     p.add_argument("--band", type=fraction, default=0.1, help="INCONCLUSIVE when |p(fake) - threshold| < band")
     p.add_argument("--min-face-share", type=fraction, default=0.5,
@@ -58,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.cam and args.out is None:
         raise ConfigError("--cam draws on the annotated video: give --out too")
+    if args.cam_map is not None and not args.cam:
+        raise ConfigError("--cam-map chooses what --cam draws: give --cam too")
     outputs = annotated_outputs(args.videos, args.out)  # checked before any work
     detector = load_detector(args.checkpoint, args.device)  # once for every video
     extractor = extractor_for(detector)
@@ -69,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
             result = analysis.result
             if outputs:
                 out = outputs[video]
-                cams = clip_cams(detector, analysis) if args.cam else None
+                cams = clip_cams(detector, analysis, args.cam_map) if args.cam else None
                 result["annotated_video"] = str(write_annotated(video, out, result, extractor, cams))
             print_result(result, args.json)
         except ForgelabError as exc:

@@ -31,36 +31,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from common.data import VideoDataModule
     from common.outputs import output_dir
-    from common.selfblend import SelfBlend
-    from detection.evaluation import ClipScores, report_images, score_batch, summarise, write_report
+    from detection.evaluation import report_images, summarise, write_report
     from detection.loading import load_detector
+    from detection.protocol import Protocol, score_split
 
     output_dir(args.out)  # checked before any work
     detector = load_detector(args.checkpoint, args.device)
     spec = detector.spec
     if args.cache is not None:
         check_cache_fits(args.cache, spec.margin, spec.square)
-    dm = VideoDataModule(index_from_args(args), cache_dir=str(args.cache) if args.cache else None, mode="clip",
-                         clip_len=args.frames or spec.frames, frame_stride=spec.stride, eval_clips=args.clips,
-                         size=spec.size, margin=spec.margin, square=spec.square, resample=spec.resize,
-                         batch_size=args.batch_size,
-                         num_workers=0, faces_on_the_fly=args.cache is None, max_videos=args.max_videos,
-                         self_blend=SelfBlend() if args.self_blend else None)  # fmt: skip
-    dm.setup("test")
-    if not dm.records[args.split]:
-        raise ConfigError(f"the {args.split} split of this dataset is empty")
-    clips = ClipScores()
-    for batch in tqdm(dm.dataloader(args.split), desc="evaluate", unit="batch"):
-        clips.add(score_batch(detector.module, batch, detector.device), batch)
+    protocol = Protocol(index_from_args(args), args.split, args.clips, args.frames, args.cache, args.self_blend,
+                        args.max_videos, args.batch_size)  # fmt: skip
+    scored = score_split(detector, protocol)
+    clips = scored.clips
     aggregation = args.aggregation or spec.aggregation
     report = {
         "checkpoint": detector.path, "detector": detector.describe(), "input_spec": spec.to_dict(),
-        "split": args.split, "frames_per_clip": dm.clip_len, "clips_per_video": args.clips,
-        "dataset_hash": dm.dataset_hash, **summarise(clips, aggregation, args.threshold),
+        "split": args.split, "frames_per_clip": scored.frames_per_clip, "clips_per_video": args.clips,
+        "dataset_hash": scored.dataset_hash, "inference_frames_per_s": round(scored.frames_per_s, 2),
+        **summarise(clips, aggregation, args.threshold),
     }  # fmt: skip
     path = write_report(report, report_images(clips, aggregation, args.threshold), args.out)
     c, v = report["clip_level"], report["video_level"]

@@ -18,11 +18,13 @@ import inspect
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SPEC_KEY = "input_spec"  # where a checkpoint stores the input spec its fit recorded
+FIT_SECONDS_KEY = "fit_seconds"  # where a checkpoint or fingerprint file stores how long its fit has run
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Detector(nn.Module):
 
     input_spec: InputSpec
     fixed_size: bool = False  # True when the architecture only accepts ``input_spec.size`` (e.g. a flatten)
+    explains_itself: bool = False  # True when :meth:`explain` reads the detector's own maps (no gradients)
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,6 +144,14 @@ class Detector(nn.Module):
         """The last convolutional stage, whose per-frame activations ``[B*T, C, h, w]`` CAM and attention
         maps read (a hook target; :meth:`forward_features` returns them or a pooled version of them)."""
         raise NotImplementedError
+
+    def explain(self, clip: torch.Tensor) -> dict[str, np.ndarray]:
+        """Where the detector looked, per scored frame of ``clip [1, T, 3, S, S]`` (RGB [0, 1]): named heatmaps
+        ``[T', S, S]`` in [0, 1], the first the default of ``detect --cam``. Grad-CAM toward "fake" on
+        :meth:`feature_layer` here; a detector with its own explanation (attention maps) overrides this."""
+        from detection.cam import grad_cam
+
+        return {"grad-cam": grad_cam(self, clip)}
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """``video [B, T, 3, H, W]`` RGB [0, 1] -> logits ``[B, 2]`` (index 1 = fake)."""
