@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-from detection.models import Detector
+from torch import nn
 
 
 class ClipGradCAM(GradCAM):
@@ -23,8 +22,9 @@ class ClipGradCAM(GradCAM):
         return input_tensor.size(-1), input_tensor.size(-2)
 
 
-def grad_cam(detector: Detector, clip: torch.Tensor) -> np.ndarray:
-    """Heatmaps ``[T, S, S]`` in [0, 1] for one clip ``[1, T, 3, S, S]`` (RGB [0, 1]) toward "fake"."""
+def grad_cam(detector: nn.Module, clip: torch.Tensor) -> np.ndarray:
+    """Heatmaps ``[T, S, S]`` in [0, 1] for one clip ``[1, T, 3, S, S]`` (RGB [0, 1]) toward "fake", on the layer a
+    :class:`~detection.models.Detector` declares (``feature_layer()``)."""
     with ClipGradCAM(model=detector, target_layers=[detector.feature_layer()]) as cam:
         heat = cam(input_tensor=clip, targets=[ClassifierOutputTarget(1)])
     detector.zero_grad(set_to_none=True)

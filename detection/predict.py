@@ -88,11 +88,22 @@ def extractor_for(detector: LoadedDetector) -> FaceExtractor:
                          device=str(detector.device))  # fmt: skip
 
 
+MIN_SCORED_FRAMES = 16  # default clips: at least this many frames scored (4 clips of 20 frames score 80)
+
+
+def default_clips(detector: LoadedDetector, frames: int | None = None) -> int:
+    """Clips to score by default: 4, or more when each clip scores few frames (a frame-level detector, or one that
+    reads a window of frames per scored frame), so a verdict never rests on fewer than
+    :data:`MIN_SCORED_FRAMES` frames."""
+    per_clip = max(1, detector.module.scored_frames(frames or detector.spec.frames))
+    return max(4, -(-MIN_SCORED_FRAMES // per_clip))
+
+
 def analyse(
     video: str | Path,
     detector: LoadedDetector,
     extractor: FaceExtractor,
-    clips: int = 4,
+    clips: int | None = None,
     frames: int | None = None,
     rules: VerdictRules | None = None,
     detect_every: int = 1,
@@ -103,7 +114,7 @@ def analyse(
         video: the video file.
         detector: the loaded detector.
         extractor: face extractor (:func:`extractor_for`).
-        clips: K clips spread over the whole video.
+        clips: K clips spread over the whole video (default :func:`default_clips`).
         frames: T frames per clip (default: the detector's spec).
         rules: the verdict rules.
         detect_every: run the face detector on every k-th scored frame (1 = all; the others are then
@@ -115,6 +126,7 @@ def analyse(
     rules = rules or VerdictRules()
     spec = detector.spec
     clip_len = frames or spec.frames
+    clips = default_clips(detector, frames) if clips is None else clips
     if clip_len <= 0 or clips <= 0:
         raise ConfigError("--frames and --clips must be positive")
     with VideoReader(video) as reader:

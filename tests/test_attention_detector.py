@@ -167,6 +167,8 @@ def test_detect_draws_the_attention_maps(
     assert cli_main([*base, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames_per_clip"] == 3 and result["detector"]["name"].startswith("Long-distance attention")
+    assert cli_main([*base[:-4], "--device", "cpu", "--json"]) == 0  # default clips: one scored frame each -> 16
+    assert len(json.loads(capsys.readouterr().out)["clips"]) == 16
     plain, spatial, temporal = tmp_path / "plain.mp4", tmp_path / "spatial.mp4", tmp_path / "temporal.mp4"
     assert cli_main([*base, "--out", str(plain)]) == 0
     assert cli_main([*base, "--out", str(spatial), "--cam"]) == 0

@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="our .ckpt, a published model_<acc>_acc_<n>_frames_<tag>.pt or a MesoNet .h5 "
                         "(default: the newest sample run)")  # fmt: skip
     p.add_argument("--frames", type=positive_int, default=None, help="frames per clip (default: the detector's)")
-    p.add_argument("--clips", type=positive_int, default=4, help="clips spread over the whole video")
+    p.add_argument("--clips", type=positive_int, default=None,
+                   help="clips spread over the whole video (default 4, more when a clip scores few frames: >= 16 "
+                        "frames scored)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="annotated video (one input) or folder (several)")
     p.add_argument("--json", action="store_true", help="print the JSON result")
     p.add_argument(

@@ -145,6 +145,11 @@ class Detector(nn.Module):
         maps read (a hook target; :meth:`forward_features` returns them or a pooled version of them)."""
         raise NotImplementedError
 
+    def scored_frames(self, frames: int) -> int:
+        """How many frames of a clip of ``frames`` frames the detector scores (all of them unless it reads a
+        window of frames per scored frame)."""
+        return frames
+
     def explain(self, clip: torch.Tensor) -> dict[str, np.ndarray]:
         """Where the detector looked, per scored frame of ``clip [1, T, 3, S, S]`` (RGB [0, 1]): named heatmaps
         ``[T', S, S]`` in [0, 1], the first the default of ``detect --cam``. Grad-CAM toward "fake" on

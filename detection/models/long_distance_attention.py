@@ -175,6 +175,9 @@ class LongDistanceAttentionDetector(Detector):
         return out
 
     # ------------------------------------------------------------------ the detector interface
+    def scored_frames(self, frames: int) -> int:
+        return max(0, frames - self.n + 1)
+
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """``video [B, T, 3, H, W]`` -> features of the tested frames ``[B*T', 2048, h, w]``."""
         frame, stack = self._frames(video)
