@@ -70,9 +70,9 @@ NEWEST = $$(ls -t outputs/runs/$(1)/version_*/checkpoints/best.ckpt | head -1)
 compare: $(STAMP)
 	$(if $(wildcard outputs/runs/detector_sample/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,detector_sample) --trainer.enable_progress_bar false)
 	$(if $(wildcard outputs/runs/detector_attention_sample/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,detector_attention_sample) --trainer.enable_progress_bar false)
-	$(if $(wildcard outputs/fingerprint_sample/conv_traces_k3_svm.pt),,$(FORGELAB) fingerprint --dataset single --root assets/carphone_pristine.mp4 --self-blend --kernels 3 --train-clips 128 --clips 48 --out outputs/fingerprint_sample)
+	$(if $(wildcard outputs/fingerprint_sample/conv_traces_k3_knn.pt),,$(FORGELAB) fingerprint --dataset single --root assets/carphone_pristine.mp4 --self-blend --kernels 3 --margin 1.0 --train-clips 128 --clips 48 --out outputs/fingerprint_sample)
 	$(FORGELAB) compare --checkpoint $(call NEWEST,detector_sample) $(call NEWEST,detector_attention_sample) \
-		outputs/fingerprint_sample/conv_traces_k3_svm.pt outputs/fingerprint_sample/conv_traces_k3_lda.pt \
+		outputs/fingerprint_sample/conv_traces_k3_knn.pt outputs/fingerprint_sample/conv_traces_k3_lda.pt \
 		pretrained/mesonet/Meso4_DF.h5 pretrained/mesonet/MesoInception_DF.h5 --out outputs/compare
 
 ## train-detector: ResNeXt-LSTM detector, or MODEL=attention the long-distance attention one (GPU when present, DDP over several)
