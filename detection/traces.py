@@ -44,7 +44,6 @@ def em_kernels(
     sigma0: float = 2.0,
     p0: float = 1 / 256,
     ridge: float = 1e-6,
-    seed: int = 0,
 ) -> torch.Tensor:
     """The EM estimate of each channel's convolution kernel (module docstring).
 
@@ -56,7 +55,6 @@ def em_kernels(
         sigma0: initial noise standard deviation (0-255 scale).
         p0: density of the outlier model (1 / the value range).
         ridge: added to the normal equations' diagonal (flat regions make them singular).
-        seed: the random initial kernels.
 
     Returns:
         float32 ``[B, C, N*N]`` kernels with the centre weight 0 (row-major over the window).
@@ -64,8 +62,9 @@ def em_kernels(
     b, c = images.shape[:2]
     x, y = neighbours(images.to(torch.float32), size)  # [M, K, L], [M, L] with M = B*C, K = N*N - 1
     m, k_dim, _ = x.shape
-    gen = torch.Generator().manual_seed(seed)
-    k = (torch.rand(m, k_dim, generator=gen) / k_dim).to(x.device)  # random, centre excluded
+    # every image starts from the neighbours' mean (not a random kernel, as Popescu and Farid do): the EM may stop at
+    # ``iterations`` before converging, and a fingerprint must not depend on the batch an image was computed in
+    k = torch.full((m, k_dim), 1.0 / k_dim, device=x.device)
     sigma = torch.full((m, 1), float(sigma0), device=x.device)
     eye = torch.eye(k_dim, dtype=torch.float64, device=x.device)
     for _ in range(iterations):

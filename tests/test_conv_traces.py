@@ -125,3 +125,10 @@ def test_compare_writes_one_row_per_detector(
     assert not list(out.glob(".*partial*"))
     assert cli_main([*args[:3], str(tmp_path / "missing.ckpt"), *args[4:]]) == 1  # every file is checked first
     assert "missing.ckpt" in capsys.readouterr().err
+
+
+def test_a_fingerprint_does_not_depend_on_its_batch() -> None:
+    images = torch.rand(5, 3, 40, 40) * 255
+    alone = fingerprints(images[2:3], 3, iterations=5)  # stopped long before convergence
+    together = fingerprints(images, 3, iterations=5, chunk=4)
+    assert torch.allclose(alone, together[2:3], atol=1e-5)
