@@ -59,8 +59,6 @@ class ConvTraceDetector(Detector):
     clip. Not differentiable; it is fitted with :meth:`fit` (``forgelab fingerprint``), not by gradient descent.
     """
 
-    explains_itself = True  # no spatial map: explain() says so
-
     def __init__(self, kernel: int = 3, classifier: Classifier = "knn", neighbours: int = 5, iterations: int = 50,
                  size: int = 128, margin: float = 1.3) -> None:  # fmt: skip
         super().__init__()
