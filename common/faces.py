@@ -353,10 +353,6 @@ class FaceExtractor:
         return out
 
     # ------------------------------------------------------------------ tracking
-    def select(self, detections: Sequence[Detections]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Pick one face per frame (:meth:`common.tracking.FacePicker.select`)."""
-        return self.picker.select(detections)
-
     def build_track(
         self,
         frame_indices: np.ndarray,
@@ -369,7 +365,7 @@ class FaceExtractor:
 
         ``skipped`` marks frames that were not run through the detector (their box is interpolated).
         """
-        raw, lms, scores, detected = self.select(detections)
+        raw, lms, scores, detected = self.picker.select(detections)  # one face per frame
         if not detected.any():
             raise NoFaceError(source, f"none of {len(detections)} frames has a face with score >= {self.min_score}")
         boxes = smooth_boxes(frame_indices, np.nan_to_num(raw), detected, self.smoothing_sigma)

@@ -77,7 +77,7 @@ class VideoReader:
         self.seek_gap = seek_gap
         self.decoded_frames = 0
         self._container: av.container.InputContainer | None = None
-        self._scan: tuple[list[int], list[int]] | None = None
+        self._keys: list[int] = []  # frame numbers of the key frames, sorted (from the demux at open)
         self._pts: list[int] | None = None  # every frame's timestamp, in presentation order
         self._iter: Iterator[tuple[int, np.ndarray]] | None = None  # decoder position kept between reads
         self._last = -1
@@ -176,16 +176,11 @@ class VideoReader:
         pts.sort()
         if pts and len(set(pts)) == len(pts):
             self._pts = pts
-            self._scan = (list(range(len(pts))), sorted(bisect.bisect_left(pts, k) for k in keys))
+            self._keys = sorted(bisect.bisect_left(pts, k) for k in keys)
             return len(pts)
         # timestamps missing or repeated: frame numbers from timestamp x frame rate
-        self._scan = (sorted(self._index_of(p) for p in pts), sorted(self._index_of(k) for k in keys))
+        self._keys = sorted(self._index_of(k) for k in keys)
         return header_frames or len(pts)
-
-    def _packet_scan(self) -> tuple[list[int], list[int]]:
-        """Frame numbers of all packets and of key-frame packets, sorted (from :meth:`_index_frames`)."""
-        assert self._scan is not None
-        return self._scan
 
     def frame_times(self) -> np.ndarray | None:
         """float64 ``[num_frames]``: each frame's presentation time in seconds from the first frame (exact for
@@ -196,9 +191,8 @@ class VideoReader:
 
     def _key_before(self, index: int) -> int:
         """The last key frame at or before ``index`` (0 when unknown)."""
-        keys = self._packet_scan()[1]
-        pos = bisect.bisect_right(keys, index)
-        return keys[pos - 1] if pos else 0
+        pos = bisect.bisect_right(self._keys, index)
+        return self._keys[pos - 1] if pos else 0
 
     def _first_frame(self) -> np.ndarray | None:
         gen = self._decode_from(0)

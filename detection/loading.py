@@ -49,7 +49,6 @@ class LoadedDetector:
         """What the detector expects (crop size and margin, frames, stride, aggregation)."""
         return self.module.input_spec
 
-    @torch.no_grad()
     @torch.inference_mode()
     def p_fake(self, clips: torch.Tensor, frames_per_batch: int = 32) -> np.ndarray:
         """p(fake) of each clip of ``clips [K, T, 3, S, S]`` (RGB [0, 1]), a few clips per forward pass (at most

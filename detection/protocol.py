@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from common.datasets import DatasetIndex
 from common.errors import ConfigError
@@ -93,9 +92,3 @@ def score_split(detector: LoadedDetector, protocol: Protocol, progress: bool = T
         seconds += time.perf_counter() - start
         frames += len(readable(batch)) * dm.clip_len
     return SplitScores(clips, dm.clip_len, frames, seconds, dm.dataset_hash)
-
-
-def describe_cost(detector: LoadedDetector) -> dict[str, Any]:
-    """Parameters (millions) of a detector, and its training time when its file recorded one."""
-    params = sum(p.numel() for p in detector.module.parameters())
-    return {"params_m": round(params / 1e6, 3), "train_seconds": detector.train_seconds}

@@ -5,8 +5,8 @@ recipe) or SGD with momentum and a step schedule (the long-distance attention pa
 run the one evaluation routine (:mod:`detection.evaluation`): ACC, AUC, AP and EER on clip scores p(fake) and
 on video scores (clips aggregated by ``mean``, ``max`` or the DFDC ``confident`` rule), the video-level ROC
 curve and confusion matrix as images; the experiments keep the checkpoint with the best **validation** AUC.
-Every rank computes the same metrics from the gathered scores
-and logs them, so a ModelCheckpoint can monitor them under DDP.
+Every rank computes the same metrics from the gathered scores and logs them, so a ModelCheckpoint can monitor
+them under DDP.
 
 The detector is chosen in the experiment YAML by ``class_path``; its configuration is stored in the
 checkpoint (``hparams["detector"]``) together with the input spec the fit recorded (crop size and margin,
@@ -81,6 +81,7 @@ class DetectionSystem(pl.LightningModule):
         self.detector.input_spec = detector.input_spec.replace(aggregation=aggregation)
         self.pending_media: dict[str, torch.Tensor] = {}
         self._fit_before = 0.0  # fit time recorded by the checkpoint a fit resumes from
+        self._fit_started: float | None = None
         self._scores: dict[str, ClipScores] = {"val": ClipScores(), "test": ClipScores()}
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -107,8 +108,8 @@ class DetectionSystem(pl.LightningModule):
 
     def fit_seconds(self) -> float:
         """Wall time of the fit so far (a resumed fit adds to the time its checkpoint recorded)."""
-        started = getattr(self, "_fit_started", None)
-        return self._fit_before + (time.perf_counter() - started if started is not None else 0.0)
+        running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self._fit_before + running
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[SPEC_KEY] = self.detector.input_spec.to_dict()  # what detect / evaluate feed the detector
