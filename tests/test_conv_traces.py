@@ -92,6 +92,11 @@ def test_fingerprint_command_writes_table_files_and_reuses_its_cache(tmp_path: P
     stamp = (out / "fingerprints_k3_train.pt").stat().st_mtime_ns
     assert cli_main(args) == 0
     assert (out / "fingerprints_k3_train.pt").stat().st_mtime_ns == stamp  # the cached fingerprints were reused
+    again = tmp_path / "fp_again"
+    assert cli_main([*args[:-1], str(again)]) == 0  # computed anew: the same seed draws the same crops
+    assert json.loads((again / "results.json").read_text())[1]["clip_auc"] == rows[1]["clip_auc"]
+    assert torch.equal(torch.load(again / "fingerprints_k3_train.pt", weights_only=True)["features"],
+                       torch.load(out / "fingerprints_k3_train.pt", weights_only=True)["features"])  # fmt: skip
 
 
 def test_compare_writes_one_row_per_detector(

@@ -27,10 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", type=positive_int, default=8, help="evaluation crops per video")
     p.add_argument("--eval-split", default="val", choices=["val", "test"])
     p.add_argument("--out", type=Path, default=Path("outputs/fingerprint"))
+    # --seed (from the dataset arguments) also seeds the training crops and pseudo-fakes drawn
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from common.data import VideoDataModule
     from common.outputs import output_dir
     from common.selfblend import SelfBlend
@@ -39,6 +42,7 @@ def main(args: argparse.Namespace) -> int:
     from detection.models.conv_traces import ConvTraceDetector
 
     out = output_dir(args.out)  # checked before any work
+    torch.manual_seed(args.seed)  # the training crops and pseudo-fakes drawn: one seed, the same fingerprints
     dm = VideoDataModule(index_from_args(args), cache_dir=str(args.cache) if args.cache else None, clip_len=1,
                          eval_clips=args.clips, size=args.size, margin=args.margin, batch_size=16, num_workers=0,
                          faces_on_the_fly=args.cache is None, repeats=args.train_clips, seed=args.seed,
