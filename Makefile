@@ -5,21 +5,31 @@ PY := $(VENV)/bin/python
 FORGELAB := $(VENV)/bin/forgelab
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench compare lint format clean train-segmenter train-detector
+.PHONY: venv demo test bench compare lint format clean train-segmenter train-detector fingerprint transfer serve
 
 # Experiments compose: experiments/<system>_<name>.yaml holds only what differs from experiments/base/<system>.yaml
 # (LightningCLI merges several --config in order). CONFIGS(EXPERIMENT) gives both.
 CONFIGS = --config experiments/base/$(firstword $(subst _, ,$(1))).yaml --config experiments/$(1).yaml
 
-# train-detector: [MODEL=resnext_lstm|attention] DATA=<dataset root, or an experiment name>
-# [DATASET=folder|csv|celebdf|ffpp] [EXPERIMENT=...] [ARGS=...]; without DATA the model's sample experiment (bundled
-# video vs self-blended pseudo-fakes) runs. MODEL=attention (or lda): the long-distance attention detector.
-MODEL ?= resnext_lstm
-DETECTOR_PREFIX = $(if $(filter attention lda long_distance_attention,$(MODEL)),detector_attention,detector)
-DETECTOR_ffpp := ffpp_c23
+# An experiment name from DATA / DATASET: DATA names an experiment, or <prefix>_<dataset experiment> for a dataset root
+# (DATASET=folder|csv|celebdf|ffpp, folder by default; ffpp means its c23 experiment), or <prefix>_sample without DATA.
+DATASET_ffpp := ffpp_c23
 DATA_IS_EXPERIMENT = $(and $(DATA),$(wildcard experiments/$(DATA).yaml))
-train-detector: EXPERIMENT ?= $(if $(DATA_IS_EXPERIMENT),$(DATA),$(DETECTOR_PREFIX)_$(if $(DATA),$(or $(DETECTOR_$(DATASET)),$(or $(DATASET),folder)),sample))
+EXPERIMENT_FOR = $(if $(DATA_IS_EXPERIMENT),$(DATA),$(1)_$(if $(DATA),$(or $(DATASET_$(DATASET)),$(or $(DATASET),folder)),sample))
+DATA_ROOT = $(and $(DATA),$(if $(DATA_IS_EXPERIMENT),,1))
+
+# train-detector: [MODEL=resnext_lstm|attention|multicue] DATA=<dataset root, or an experiment name>
+# [DATASET=folder|csv|celebdf|ffpp] [EXPERIMENT=...] [ARGS=...]; without DATA the model's sample experiment (bundled
+# video vs self-blended pseudo-fakes) runs. MODEL=attention (or lda): the long-distance attention detector;
+# MODEL=multicue (or srm): residual noise + landmarks + quality.
+MODEL ?= resnext_lstm
+DETECTOR_PREFIX = $(if $(filter attention lda long_distance_attention,$(MODEL)),detector_attention,$(if $(filter multicue multi_cue srm,$(MODEL)),detector_multicue,detector))
+train-detector: EXPERIMENT ?= $(call EXPERIMENT_FOR,$(DETECTOR_PREFIX))
 train-detector: ROOT_ARG = $(if $(filter csv,$(DATASET)),path,root)
+
+# fingerprint / transfer: [DATA=<dataset root, or an experiment name>] [DATASET=...] [EXPERIMENT=...] [ARGS=...]
+fingerprint: EXPERIMENT ?= $(call EXPERIMENT_FOR,fingerprint)
+transfer: EXPERIMENT ?= $(call EXPERIMENT_FOR,transfer)
 
 # train-segmenter: DATA=<vox/taichi "video-preprocessing" root> [EXPERIMENT=segmenter_vox10|segmenter_vox5|segmenter_taichi]
 # [ARGS="--trainer.devices 4 ..."]; without DATA the sample experiment runs on the bundled video.
@@ -27,7 +37,7 @@ train-segmenter: EXPERIMENT ?= $(if $(DATA),segmenter_vox10,segmenter_sample)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,web]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -58,27 +68,47 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## bench: face tracking (vs every-frame and per-frame MTCNN), detect (vs the published way; --out time and memory), co-segmentation (Lightning vs plain loop)
+## bench: face tracking (vs every-frame and per-frame MTCNN), detect (vs the published way; --out time and memory),
+## co-segmentation (Lightning vs plain loop), the web server (upload -> verdict vs the CLI; 20 uploads at once)
 bench: $(STAMP)
 	$(FORGELAB) bench preprocess --out outputs/bench_preprocess.json
 	$(FORGELAB) bench-segmenter --out outputs/bench_segmenter.json
 	$(FORGELAB) bench-detector --out outputs/bench_detector.json
+	$(FORGELAB) bench-web --out outputs/bench_web.json
 
-## compare: the sample detectors (ResNeXt-LSTM, long-distance attention, convolutional traces; trained here when
-## missing) and MesoNet's published weights through one protocol -> outputs/compare/leaderboard.{md,csv,png}
+## serve: the web page and REST API on http://127.0.0.1:8000/ (ARGS="--host 0.0.0.0 --port 8080 --checkpoint ...");
+## serves the newest trained sample run (train one first: make train-detector) and MesoNet's published weights
+serve: $(STAMP)
+	$(FORGELAB) serve $(ARGS)
+
+## compare: every sample detector (ResNeXt-LSTM, long-distance attention, residual noise + landmarks + quality,
+## convolutional traces, MobileNet transfer; each trained here when missing) and MesoNet's published weights through
+## one protocol -> outputs/compare/leaderboard.{md,csv,png}. Without pretrained/mobilenetv1_100.ra4_e3600_r224_in1k
+## .safetensors the MobileNet row is its random-backbone baseline, and says so.
 NEWEST = $$(ls -t outputs/runs/$(1)/version_*/checkpoints/best.ckpt | head -1)
+MOBILENET_FILE := pretrained/mobilenetv1_100.ra4_e3600_r224_in1k.safetensors
+TRANSFER_SAMPLE = outputs/transfer_sample/mobilenet_transfer_mobilenetv1_100_$(if $(wildcard $(MOBILENET_FILE)),imagenet,random).pt
 compare: $(STAMP)
-	$(if $(wildcard outputs/runs/detector_sample/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,detector_sample) --trainer.enable_progress_bar false)
-	$(if $(wildcard outputs/runs/detector_attention_sample/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,detector_attention_sample) --trainer.enable_progress_bar false)
-	$(if $(wildcard outputs/fingerprint_sample/conv_traces_k3_knn.pt),,$(FORGELAB) fingerprint --dataset single --root assets/carphone_pristine.mp4 --self-blend --kernels 3 --margin 1.0 --train-clips 128 --clips 48 --out outputs/fingerprint_sample)
+	$(foreach e,detector_sample detector_attention_sample detector_multicue_sample,$(if $(wildcard outputs/runs/$(e)/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,$(e)) --trainer.enable_progress_bar false &&)) true
+	$(if $(wildcard outputs/fingerprint_sample/conv_traces_k3_svm.pt),,$(FORGELAB) fingerprint $(call CONFIGS,fingerprint_sample))
+	$(if $(wildcard $(TRANSFER_SAMPLE)),,$(FORGELAB) transfer $(call CONFIGS,transfer_sample) $(if $(wildcard $(MOBILENET_FILE)),,--random-weights))
 	$(FORGELAB) compare --checkpoint $(call NEWEST,detector_sample) $(call NEWEST,detector_attention_sample) \
-		outputs/fingerprint_sample/conv_traces_k3_knn.pt outputs/fingerprint_sample/conv_traces_k3_lda.pt \
+		$(call NEWEST,detector_multicue_sample) outputs/fingerprint_sample/conv_traces_k3_svm.pt \
+		outputs/fingerprint_sample/conv_traces_k3_knn.pt $(TRANSFER_SAMPLE) \
 		pretrained/mesonet/Meso4_DF.h5 pretrained/mesonet/MesoInception_DF.h5 --out outputs/compare
 
 ## train-detector: ResNeXt-LSTM detector, or MODEL=attention the long-distance attention one (GPU when present, DDP over several)
 train-detector: $(STAMP)
 	@test -f experiments/$(EXPERIMENT).yaml || { echo "no experiment experiments/$(EXPERIMENT).yaml (MODEL=$(MODEL) DATASET=$(DATASET))"; exit 2; }
-	$(FORGELAB) fit $(call CONFIGS,$(EXPERIMENT)) $(if $(and $(DATA),$(if $(DATA_IS_EXPERIMENT),,1)),--data.init_args.index.init_args.$(ROOT_ARG)=$(DATA)) $(ARGS)
+	$(FORGELAB) fit $(call CONFIGS,$(EXPERIMENT)) $(if $(DATA_ROOT),--data.init_args.index.init_args.$(ROOT_ARG)=$(DATA)) $(ARGS)
+
+## fingerprint: convolutional traces (seed 002): fingerprints cached, k-NN / SVM / LDA fitted, evaluated and saved
+## (without DATA: the bundled sample vs self-blended pseudo-fakes -> outputs/fingerprint_sample)
+## transfer: MobileNet transfer learning (seed 004): bottlenecks cached, a softmax layer trained, evaluated and saved
+## (needs the ImageNet file pretrained/mobilenetv1_100.ra4_e3600_r224_in1k.safetensors, or ARGS=--random-weights)
+fingerprint transfer: $(STAMP)
+	@test -f experiments/$(EXPERIMENT).yaml || { echo "no experiment experiments/$(EXPERIMENT).yaml (DATASET=$(DATASET))"; exit 2; }
+	$(FORGELAB) $@ $(call CONFIGS,$(EXPERIMENT)) $(if $(DATA_ROOT),--root $(DATA)) $(ARGS)
 
 ## train-segmenter: motion co-segmentation (GPU when present, DDP over several)
 train-segmenter: $(STAMP)

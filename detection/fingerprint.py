@@ -10,6 +10,7 @@ every classifier is then fitted on the cache in milliseconds to seconds.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ import torch
 
 from common.errors import ConfigError
 from detection.evaluation import ClipScores, readable, summarise
-from detection.models.conv_traces import ConvTraceDetector
 
 
 @dataclass
@@ -45,8 +45,9 @@ class Fingerprints:
                 "failures": self.failures, "seconds": self.seconds}  # fmt: skip
 
 
-def collect(detector: ConvTraceDetector, loader: Any, desc: str) -> Fingerprints:
-    """Fingerprints of every readable crop a loader yields (clips of one frame, RGB [0, 1])."""
+def collect(extract: Callable[[torch.Tensor], torch.Tensor], loader: Any, desc: str) -> Fingerprints:
+    """``extract(video [B, T, 3, S, S]) -> [B*T, D]`` (one vector per frame: a fingerprint, a bottleneck) of every
+    readable crop a loader yields, averaged over each clip's frames (clips of one frame: one vector per crop)."""
     from tqdm import tqdm
 
     feats, labels, ids, failures = [], [], [], {}
@@ -60,7 +61,7 @@ def collect(detector: ConvTraceDetector, loader: Any, desc: str) -> Fingerprints
             continue
         video = batch["video"][ok]
         start = time.perf_counter()
-        feats.append(detector.forward_features(video).flatten(1).view(len(ok), video.shape[1], -1).mean(1))
+        feats.append(extract(video).view(len(ok), video.shape[1], -1).mean(1))
         seconds += time.perf_counter() - start
         labels.append(batch["label"][ok])
         ids.extend(batch["video_id"][i] for i in ok)
@@ -86,10 +87,22 @@ def cached(path: Path, settings: dict[str, Any], make: Any) -> Fingerprints:
     return prints
 
 
-def evaluate(detector: ConvTraceDetector, prints: Fingerprints) -> dict[str, Any]:
-    """The evaluation report of a fitted detector on one split's fingerprints (failed videos score 0.5)."""
+def cached_splits(dm: Any, extract: Callable[[torch.Tensor], torch.Tensor], out: Path, name: str,
+                  settings: dict[str, Any], eval_split: str) -> tuple[Fingerprints, Fingerprints]:  # fmt: skip
+    """The training and ``eval_split`` vectors of a data module's crops, each cached as ``out/<name>_<split>.pt``
+    (:func:`cached`, :func:`collect`)."""
+    train, held = (
+        cached(out / f"{name}_{split}.pt", settings, lambda s=split: collect(extract, dm.dataloader(s), f"{name} {s}"))
+        for split in ("train", eval_split)
+    )
+    return train, held
+
+
+def evaluate(p_fake: Callable[[torch.Tensor], torch.Tensor], prints: Fingerprints) -> dict[str, Any]:
+    """The evaluation report of a fitted detector (``p_fake(features [N, D]) -> [N]``) on one split's cached
+    vectors (failed videos score 0.5)."""
     scores = ClipScores()
-    p = detector.p_fake_frames(prints.features).tolist()
+    p = p_fake(prints.features).tolist()
     scores.add(p, {"label": prints.labels, "video_id": prints.video_ids})
     if prints.failures:
         ids = list(prints.failures)

@@ -91,6 +91,20 @@ def load_system_detector(path: str | Path) -> tuple[Detector, float | None]:
     return detector, seconds
 
 
+def save_detector(detector: Detector, path: str | Path, extra: dict | None = None) -> Path:
+    """Write ``detector`` as a checkpoint :func:`load_system_detector` reads (the layout of a
+    :class:`~detection.system.DetectionSystem` checkpoint: weights under ``detector.``, its configuration, its input
+    spec), plus ``extra`` entries, atomically. For detectors fitted outside Lightning (``forgelab transfer``)."""
+    from common.outputs import atomic_path
+
+    data = {"state_dict": {f"detector.{k}": v for k, v in detector.state_dict().items()},
+            "hyper_parameters": {"detector": detector.config()}, SPEC_KEY: detector.input_spec.to_dict(),
+            **(extra or {})}  # fmt: skip
+    with atomic_path(Path(path)) as tmp:
+        torch.save(data, tmp)
+    return Path(path)
+
+
 def load_detector(path: str | Path | None, device: str = "auto", runs: Path = DEFAULT_RUNS) -> LoadedDetector:
     """Load a detector file (kind inferred); ``None`` takes the newest run's best checkpoint under ``runs``."""
     if path is None:

@@ -137,3 +137,34 @@ def test_a_fingerprint_does_not_depend_on_its_batch() -> None:
     alone = fingerprints(images[2:3], 3, iterations=5)  # stopped long before convergence
     together = fingerprints(images, 3, iterations=5, chunk=4)
     assert torch.allclose(alone, together[2:3], atol=1e-5)
+
+
+def test_grid_fingerprints_are_each_tiles_own_fingerprint_in_row_major_order() -> None:
+    crops = interpolated(seed=3, size=64) / 255  # [2, 3, 64, 64] in [0, 1]
+    det = ConvTraceDetector(kernel=3, iterations=10, size=64, grid=2)
+    prints = det.fingerprints(crops)
+    assert prints.shape == (2, 4 * 3 * 8)
+    tiles = [crops[..., y : y + 32, x : x + 32] for y in (0, 32) for x in (0, 32)]
+    one = [ConvTraceDetector(kernel=3, iterations=10, size=32).fingerprints(t) for t in tiles]
+    assert torch.allclose(prints, torch.cat(one, 1), atol=1e-4)  # the EM stops per batch, within its tolerance
+    with pytest.raises(ConfigError, match="too small"):
+        ConvTraceDetector(kernel=5, size=64, grid=8)
+
+
+def test_option_files_give_the_same_run_as_the_command_line(tmp_path: Path, face_clip: Path) -> None:
+    from common.commands import main as cli_main
+
+    options = {"dataset": "single", "root": str(face_clip), "self_blend": True, "kernels": [3], "grid": 2,
+               "classifiers": ["lda"], "size": 48, "train_clips": 2, "clips": 2, "iterations": 5}  # fmt: skip
+    (tmp_path / "exp.yaml").write_text(json.dumps(options))  # JSON is YAML
+    assert cli_main(["fingerprint", "--config", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "a")]) == 0
+    flags = ["fingerprint", "--dataset", "single", "--root", str(face_clip), "--self-blend", "--kernels", "3", "--grid",
+             "2", "--classifiers", "lda", "--size", "48", "--train-clips", "2", "--clips", "2", "--iterations", "5",
+             "--out", str(tmp_path / "b")]  # fmt: skip
+    assert cli_main(flags) == 0
+    a, b = (json.loads((tmp_path / d / "results.json").read_text())[0] for d in "ab")
+    assert a["clip_auc"] == b["clip_auc"] and a["train_fingerprints"] == b["train_fingerprints"] == 4
+    (tmp_path / "bad.yaml").write_text("colour: blue\n")
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["fingerprint", "--config", str(tmp_path / "bad.yaml")])
+    assert exc.value.code == 64  # an unknown option in a file is a usage error

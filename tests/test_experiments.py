@@ -16,7 +16,10 @@ from common.weights import read_checkpoint
 from tests.conftest import copy_video, numbered_frames
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+COMMANDS = ("fingerprint", "transfer")  # experiments of plain commands: option files, not LightningCLI configs
+ALL_EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+EXPERIMENTS = [e for e in ALL_EXPERIMENTS if e.split("_")[0] not in COMMANDS]
+COMMAND_EXPERIMENTS = [e for e in ALL_EXPERIMENTS if e.split("_")[0] in COMMANDS]
 INDEX = "--data.init_args.index.init_args."
 
 
@@ -109,6 +112,14 @@ SHRINK: dict[str, list[str]] = {
         "--data.init_args.size=32",
     ],  # fmt: skip
     "detection.models.MesoNet": [],  # 28 k parameters at its fixed 256 px
+    "detection.models.MultiCueDetector": [
+        f"{DETECTOR}trunk=resnet18",
+        f"{DETECTOR}pretrained=false",
+        f"{DETECTOR}noise_width=4",
+        f"{DETECTOR}width=16",
+        f"{DETECTOR}size=64",
+        "--data.init_args.size=64",
+    ],  # fmt: skip
     "detection.models.LongDistanceAttentionDetector": [
         f"{DETECTOR}size=70",
         f"{DETECTOR}vit_args={{img_size: 64, patch_size: 8, embed_dim: 16, num_heads: 2}}",
@@ -141,7 +152,10 @@ def test_every_experiment_has_its_base() -> None:
     assert {"detector_sample", "detector_celebdf", "detector_ffpp_c23", "segmenter_sample", "segmenter_vox10"} <= set(
         EXPERIMENTS
     )
-    for name in EXPERIMENTS:
+    assert {"fingerprint_sample", "fingerprint_ffpp_c23", "transfer_sample", "transfer_celebdf"} <= set(
+        COMMAND_EXPERIMENTS
+    )
+    for name in ALL_EXPERIMENTS:
         assert base_of(name).is_file(), f"{name}: no experiments/base/{name.split('_')[0]}.yaml"
 
 
@@ -193,3 +207,34 @@ def test_experiment_trains_validates_and_checkpoints(experiment: str, tmp_path: 
         stored_class = stored["hyper_parameters"]["detector"]["class_path"]
         assert stored_class.rsplit(".", 1)[-1] == model.rsplit(".", 1)[-1]  # the detector rebuilds from the file
         assert stored["input_spec"]["frames"] == clip_len  # the clip length it trained on, for detect / evaluate
+
+
+LAYOUT_INDEX = {"folder": "FolderIndex", "csv": "CsvIndex", "celebdf": "CelebDFIndex", "ffpp": "FaceForensicsIndex",
+                "single": "SingleVideoIndex"}  # fmt: skip
+SHRINK_COMMAND = {
+    "fingerprint": ["--kernels", "3", "--grid", "1", "--classifiers", "lda", "--iterations", "5", "--size", "48"],
+    "transfer": ["--random-weights", "--steps", "5", "--size", "64"],
+}
+
+
+@pytest.mark.parametrize("experiment", COMMAND_EXPERIMENTS)
+def test_command_experiment_fits_evaluates_and_saves(experiment: str, tmp_path: Path, shared) -> None:
+    """A fingerprint / transfer option file over its base, on its dataset layout faked, shrunk: it runs to the end
+    and saves a detector file that loads."""
+    from common.commands import main as cli_main
+    from detection.loading import load_detector
+
+    command = experiment.split("_")[0]
+    options = {**yaml.safe_load(base_of(experiment).read_text()),
+               **yaml.safe_load((ROOT / "experiments" / f"{experiment}.yaml").read_text())}  # fmt: skip
+    assert options.get("out", "").startswith("outputs/"), "each experiment writes its own outputs/ folder"
+    data_args, _ = shared(f"common.datasets.{LAYOUT_INDEX[options['dataset']]}", command)
+    root = next(a.split("=", 1)[1] for a in data_args if a.startswith((f"{INDEX}root=", f"{INDEX}path=")))
+    extra = ["--methods", "Deepfakes"] if options["dataset"] == "ffpp" else []
+    args = [command, "--config", str(base_of(experiment)), "--config", str(ROOT / "experiments" / f"{experiment}.yaml"),
+            "--root", root, *extra, "--train-clips", "2", "--clips", "2", *SHRINK_COMMAND[command],
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli_main(args) == 0
+    saved = sorted((tmp_path / "out").glob("conv_traces_*.pt")) + sorted((tmp_path / "out").glob("mobilenet_*.pt"))
+    assert saved, "no detector file written"
+    assert load_detector(saved[0], "cpu").spec.frames == 1

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import NoReturn
 
+from common.commands.args import config_tokens
 from common.errors import ForgelabError
 
 USAGE_EXIT = 64  # a malformed command line (BSD's EX_USAGE); 2 means "no face found"
@@ -57,7 +58,16 @@ def return_freed_buffers(threshold: int = 4 << 20) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``forgelab`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "config", None) and not hasattr(args, "passthrough"):  # option files of a plain command
+        try:
+            tokens = config_tokens(args.config)
+        except ForgelabError as exc:
+            parser.error(str(exc))
+        rest = [a for i, a in enumerate(argv) if a != "--config" and (i == 0 or argv[i - 1] != "--config")]
+        at = rest.index(args.command) + 1
+        args, unknown = parser.parse_known_args([*rest[:at], *tokens, *rest[at:]])
     if getattr(args, "streams_frames", False):  # set by the commands that stream whole videos
         return_freed_buffers()
     if hasattr(args, "passthrough"):  # training commands hand their arguments to LightningCLI

@@ -5,7 +5,9 @@ from detection.models.conv_traces import ConvTraceDetector
 from detection.models.legacy import LegacyResNeXtLSTM, PublishedResNeXtLSTM
 from detection.models.long_distance_attention import LongDistanceAttentionDetector
 from detection.models.mesonet import MesoNet
+from detection.models.multi_cue import MultiCueDetector
 from detection.models.resnext_lstm import ResNeXtLSTM
+from detection.models.transfer import MobileNetTransfer
 
 __all__ = [
     "ConvTraceDetector",
@@ -14,6 +16,8 @@ __all__ = [
     "LegacyResNeXtLSTM",
     "LongDistanceAttentionDetector",
     "MesoNet",
+    "MobileNetTransfer",
+    "MultiCueDetector",
     "PublishedResNeXtLSTM",
     "ResNeXtLSTM",
     "build_detector",

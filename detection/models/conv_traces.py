@@ -54,16 +54,23 @@ class ConvTraceDetector(Detector):
         iterations: EM iterations at most.
         size: face-crop side the fingerprints are computed at.
         margin: face-crop margin.
+        grid: fingerprints per crop, one per tile of a ``grid x grid`` tiling, concatenated (1: the paper's one per
+            image). Tiles let the classifier compare the face's centre with its border, where a blended face's
+            resampling shows.
 
     Forward: ``video [B, T, 3, H, W]`` RGB in [0, 1] -> logits ``[B, 2]``: each frame's p(fake), averaged over the
     clip. Not differentiable; it is fitted with :meth:`fit` (``forgelab fingerprint``), not by gradient descent.
     """
 
     def __init__(self, kernel: int = 3, classifier: Classifier = "knn", neighbours: int = 5, iterations: int = 50,
-                 size: int = 128, margin: float = 1.3) -> None:  # fmt: skip
+                 size: int = 128, margin: float = 1.3, grid: int = 1) -> None:  # fmt: skip
         super().__init__()
         if kernel < 2:
             raise ConfigError(f"kernel must be at least 2, not {kernel}")
+        if grid < 1 or size // grid < 4 * kernel:
+            raise ConfigError(
+                f"grid {grid} leaves tiles of {size // max(grid, 1)} px: too small for {kernel}x{kernel} kernels"
+            )
         self.save_hyperparameters()
         self.input_spec = InputSpec(size=size, margin=margin, frames=1)
         self.identity = nn.Identity()  # no convolutional stage; the hook target of the interface
@@ -73,10 +80,21 @@ class ConvTraceDetector(Detector):
 
     # ------------------------------------------------------------------ fingerprints and fitting
     def fingerprints(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames [N, 3, S, S]`` RGB in [0, 1] -> fingerprints ``[N, 3 (N_k^2 - 1)]``."""
+        """``frames [N, 3, S, S]`` RGB in [0, 1] -> fingerprints ``[N, grid^2 * 3 (N_k^2 - 1)]`` (tiles row-major)."""
         from detection.traces import fingerprints
 
-        return fingerprints(frames.float() * 255, self.hparams.kernel, iterations=self.hparams.iterations)
+        g = self.hparams.grid
+        n, c, h, w = frames.shape
+        th, tw = h // g, w // g
+        tiles = frames[..., : th * g, : tw * g].reshape(n, c, g, th, g, tw).permute(0, 2, 4, 1, 3, 5)
+        prints = fingerprints(tiles.reshape(n * g * g, c, th, tw).float() * 255, self.hparams.kernel,
+                              iterations=self.hparams.iterations)  # fmt: skip
+        return prints.view(n, -1)
+
+    def frame_features(self, video: torch.Tensor) -> torch.Tensor:
+        """``video [B, T, 3, H, W]`` RGB in [0, 1] -> one fingerprint per frame ``[B*T, D]``."""
+        with torch.no_grad():
+            return self.fingerprints(self.prepare(video))
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> ConvTraceDetector:
         """Fit the classifier on fingerprints ``[N, D]`` and labels ``[N]`` (1 = fake), and keep them for saving."""
@@ -97,8 +115,7 @@ class ConvTraceDetector(Detector):
 
     # ------------------------------------------------------------------ the detector interface
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.fingerprints(self.prepare(video))[:, :, None, None]  # [B*T, D, 1, 1]
+        return self.frame_features(video)[:, :, None, None]  # [B*T, D, 1, 1]
 
     def forward_head(self, features: torch.Tensor, b: int, t: int) -> torch.Tensor:
         p = self.p_fake_frames(features.flatten(1)).view(b, t).mean(1)
@@ -113,7 +130,8 @@ class ConvTraceDetector(Detector):
 
     def describe(self) -> dict[str, str]:
         hp = self.hparams
-        name = f"Convolutional traces (EM {hp.kernel}x{hp.kernel} kernels, {hp.classifier.upper()})"
+        tiles = f", {hp.grid}x{hp.grid} tiles" if hp.grid > 1 else ""
+        name = f"Convolutional traces (EM {hp.kernel}x{hp.kernel} kernels{tiles}, {hp.classifier.upper()})"
         return {"name": name, "weights": f"fitted with forgelab on {len(self.train_labels)} fingerprints",
                 "licence": "yours"}  # fmt: skip
 
