@@ -310,17 +310,23 @@ def segment_sheet(model: Segmenter, image: np.ndarray, scale: int = 2) -> Image.
     return sheet
 
 
+def face_segment_sheet(model: Segmenter, image: np.ndarray, source: str, margin: float | None = None,
+                       source_cropped: bool = False) -> Image.Image:  # fmt: skip
+    """The :func:`segment_sheet` of the face found in ``image`` (RGB uint8; ``source`` names it in errors)."""
+    dev = next(model.segmentation.parameters()).device
+    extractor = FaceExtractor(crop_size=model.size, margin=margin or model.margin or 1.6, device=str(dev))
+    return segment_sheet(model, ensure_face(image, extractor, source, source_cropped, model.size))
+
+
 def segment_sheet_file(model: Segmenter, image: str | Path, out: str | Path, margin: float | None = None,
                        source_cropped: bool = False) -> Path:  # fmt: skip
     """Write the :func:`segment_sheet` of the face in ``image`` to ``out`` (PNG, appears only when complete)."""
     out = Path(out)
-    dev = next(model.segmentation.parameters()).device
-    extractor = FaceExtractor(crop_size=model.size, margin=margin or model.margin or 1.6, device=str(dev))
-    face = ensure_face(read_image(image), extractor, str(image), source_cropped, model.size)
+    sheet = face_segment_sheet(model, read_image(image), str(image), margin, source_cropped)
     if not out.parent.is_dir():
         raise VideoWriteError(out, f"folder {out.parent} does not exist")
     tmp = out.with_name(f".{out.name}.partial.png")
-    segment_sheet(model, face).save(tmp)
+    sheet.save(tmp)
     os.replace(tmp, out)
     return out
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from common.errors import ForgelabError
@@ -177,10 +177,6 @@ def create_app(models: Models, settings: Settings | None = None) -> FastAPI:
         if models.segments_png is None:
             raise HTTPException(404, "this server has no part-swap model")
         return Response(models.segments_png, media_type="image/png")
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     return app
 

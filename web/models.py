@@ -49,9 +49,8 @@ def load_swap_model(models: Models, checkpoint: Path | None) -> None:
 
     from skimage.data import astronaut
 
-    from common.faces import FaceExtractor
     from generation.demo import choose_segmenter
-    from generation.swap import ensure_face, load_segmenter, segment_sheet
+    from generation.swap import face_segment_sheet, load_segmenter
 
     try:
         path, _, which = choose_segmenter(checkpoint)
@@ -59,10 +58,7 @@ def load_swap_model(models: Models, checkpoint: Path | None) -> None:
     except ForgelabError as exc:
         models.notes.append(f"part swapping is off: {str(exc).splitlines()[0]}")
         return
-    device = str(next(model.segmentation.parameters()).device)
-    extractor = FaceExtractor(crop_size=model.size, margin=model.margin or 1.6, device=device)
-    face = ensure_face(astronaut(), extractor, "astronaut", False, model.size)
     buf = io.BytesIO()
-    segment_sheet(model, face).save(buf, format="PNG")
+    face_segment_sheet(model, astronaut(), "astronaut").save(buf, format="PNG")
     models.segmenter, models.segments_png = model, buf.getvalue()
     models.segmenter_source = f"{which} ({Path(path).name})"
