@@ -8,6 +8,7 @@ transform here draws its parameters once per call and applies them to the whole 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,12 @@ class ClipAugment:
         zoom: scale range of that transform.
         shift: translation range (fraction of the side) of that transform.
         rotate: rotation range in degrees of that transform.
+        perturb_prob: probability of one perturbation of the robustness table (:mod:`common.perturb`: H.264
+            re-encoding, down-scaling, JPEG, blur, noise, contrast, saturation) at a random level, the same code
+            ``forgelab robustness`` measures with; applied last, to the face clip.
+        perturb_suite: the table (a YAML file; ``None``: DeeperForensics-1.0's levels).
+        perturb_only: the perturbation names to draw from (empty: all).
+        perturb_max_level: the highest level drawn (levels 1..this, uniformly).
     """
 
     hflip: float = 0.5
@@ -58,6 +65,24 @@ class ClipAugment:
     zoom: tuple[float, float] = (0.9, 1.1)
     shift: float = 0.05
     rotate: float = 10.0
+    perturb_prob: float = 0.0
+    perturb_suite: str | None = None
+    perturb_only: tuple[str, ...] = ()
+    perturb_max_level: int = 5
+
+    @cached_property
+    def suite(self) -> dict[str, Any]:
+        """The perturbations to draw from, by name (read once)."""
+        from common.perturb import load_suite
+
+        return {p.name: p for p in load_suite(self.perturb_suite, list(self.perturb_only) or None)}
+
+    def _perturbation(self, rng: np.random.Generator) -> tuple[str, int, int, str | None] | None:
+        if self.perturb_prob <= 0 or rng.random() >= self.perturb_prob:
+            return None
+        name = list(self.suite)[int(rng.integers(len(self.suite)))]
+        top = min(self.perturb_max_level, len(self.suite[name].levels))
+        return name, int(rng.integers(1, top + 1)), int(rng.integers(2**31)), self.perturb_suite
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         """Draw one set of parameters."""
@@ -83,6 +108,7 @@ class ClipAugment:
             "affine": (float(rng.uniform(*self.zoom)), float(rng.uniform(-self.shift, self.shift)),
                        float(rng.uniform(-self.shift, self.shift)), float(rng.uniform(-self.rotate, self.rotate)))
             if rng.random() < self.affine_prob else None,
+            "perturb": self._perturbation(rng),
         }  # fmt: skip
 
     @staticmethod
@@ -125,6 +151,13 @@ class ClipAugment:
         if params["jpeg"] is not None:
             u8 = (video.clamp(0, 1) * 255).round().to(torch.uint8)
             video = TF.jpeg(u8, params["jpeg"]).float() / 255
+        if params.get("perturb") is not None:
+            from common.perturb import load_suite
+
+            name, level, seed, table = params["perturb"]
+            u8 = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            out = load_suite(table, [name])[0].apply(u8, level, np.random.default_rng(seed))
+            video = torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).float() / 255
         return video.clamp(0, 1)
 
     def __call__(self, video: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -41,6 +41,8 @@ def write_video(
     audio_from: str | Path | None = None,
     crf: int = 18,
     times: Sequence[float] | np.ndarray | None = None,
+    preset: str = "veryfast",
+    lossless: bool = False,
 ) -> Path:
     """Write RGB frames to an mp4 (H.264 or VP9, yuv420p), atomically.
 
@@ -59,6 +61,9 @@ def write_video(
         times: each frame's presentation time in seconds (:meth:`VideoReader.frame_times`); when they are
             not evenly spaced at ``fps`` (a variable-frame-rate source) the output keeps them, so its audio
             stays in sync.
+        preset: x264 speed preset (``medium`` is ffmpeg's default, what a re-encoding platform would run).
+        lossless: store the RGB frames exactly (x264 in RGB at crf 0, any size; ``crf`` is then unused), for
+            intermediate videos that must not add compression of their own (:mod:`common.perturb`).
 
     Returns:
         the written path.
@@ -70,7 +75,7 @@ def write_video(
         raise VideoWriteError(out, f"folder {out.parent} does not exist")
     stamps = None if times is None or evenly_spaced(times, fps) else np.asarray(times, np.float64)
     with atomic_path(out) as tmp:
-        count = _encode(tmp, out, frames, fps, crf, stamps)
+        count = _encode(tmp, out, frames, fps, crf, stamps, preset, lossless)
         if count == 0:
             raise VideoWriteError(out, "no frames to write")
         if audio_from is not None and _has_audio(Path(audio_from)):
@@ -91,21 +96,26 @@ def evenly_spaced(times: Sequence[float] | np.ndarray, fps: float) -> bool:
     return bool(len(steps) == 0 or np.abs(steps - 1 / float(fps)).max() < 0.25 / float(fps))
 
 
-def _encoder_command(tmp: Path, width: int, height: int, fps: float, crf: int, timed: bool) -> list[str]:
+def _encoder_command(tmp: Path, width: int, height: int, fps: float, crf: int, timed: bool,
+                     preset: str = "veryfast", lossless: bool = False) -> list[str]:  # fmt: skip
     """ffmpeg reading ``width x height`` frames from stdin: raw RGB at ``fps``, or (``timed``) a NUT stream of
     raw frames that carry their own timestamps, kept as they are. H.264 (yuv420p) for even sizes; VP9 for
-    odd ones (H.264 4:2:0 has no odd sizes, VP9 has), so the output keeps the input's exact size."""
+    odd ones (H.264 4:2:0 has no odd sizes, VP9 has), so the output keeps the input's exact size; ``lossless``:
+    x264 in RGB at crf 0 (bit-exact frames, any size)."""
     raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{float(fps):.6f}", "-i", "-"]
     timing = ["-fps_mode", "passthrough", "-enc_time_base", "1:90000", "-video_track_timescale", "90000"]
     source = ["-f", "nut", "-i", "-", *timing] if timed else raw
-    if width % 2 or height % 2:
+    pix_fmt = "yuv420p"
+    if lossless:
+        codec, pix_fmt = ["-c:v", "libx264rgb", "-crf", "0", "-preset", preset], "rgb24"
+    elif width % 2 or height % 2:
         codec = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1",
                  "-crf", str(min(63, crf + 12)), "-b:v", "0"]  # fmt: skip
     else:
-        codec = ["-c:v", "libx264", "-crf", str(crf), "-preset", "veryfast"]
+        codec = ["-c:v", "libx264", "-crf", str(crf), "-preset", preset]
     return [
         imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin", *source, *codec,
-        "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp),
+        "-pix_fmt", pix_fmt, "-movflags", "+faststart", "-f", "mp4", str(tmp),
     ]  # fmt: skip
 
 
@@ -134,7 +144,7 @@ class _TimedPipe:
 
 
 def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf: int,
-            times: np.ndarray | None = None) -> int:  # fmt: skip
+            times: np.ndarray | None = None, preset: str = "veryfast", lossless: bool = False) -> int:  # fmt: skip
     """Pipe ``frames`` into ffmpeg (with their ``times`` when given); every failure (a write error, a non-zero
     exit) -> :class:`VideoWriteError`."""
     proc: subprocess.Popen[bytes] | None = None
@@ -147,7 +157,7 @@ def _encode(tmp: Path, out: Path, frames: Iterable[np.ndarray], fps: float, crf:
                 frame = np.ascontiguousarray(frame, dtype=np.uint8)
                 if proc is None:
                     size = (frame.shape[1], frame.shape[0])
-                    cmd = _encoder_command(tmp, *size, fps, crf, times is not None)
+                    cmd = _encoder_command(tmp, *size, fps, crf, times is not None, preset, lossless)
                     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
                     if times is not None:
                         assert proc.stdin is not None

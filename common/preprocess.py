@@ -220,3 +220,77 @@ def _write_failures(cache: Path, tag: str, failed: list[Outcome]) -> None:
     tmp = cache / f".{name}.tmp{os.getpid()}"
     tmp.write_text(buf.getvalue())
     os.replace(tmp, cache / name)
+
+
+def layout_caches(records: Sequence[VideoRecord], caches: Sequence[tuple[Path, PreprocessConfig]],
+                  tag: str = "layouts") -> dict[str, int]:  # fmt: skip
+    """Several face-crop caches of the same videos (one per crop layout: size, margin, square, resampling) from
+    one face track per video: each video is decoded and tracked once, then cut once per layout. Resumable (a
+    video whose entries all exist is skipped); a video that fails is listed in each cache's ``failures.csv``.
+
+    Args:
+        records: the videos.
+        caches: ``(cache folder, its settings)``; every settings' ``frames`` must be the same.
+        tag: the temporary folders' tag.
+
+    Returns:
+        ``{"ok", "skipped", "failed"}`` video counts.
+    """
+    import dataclasses
+
+    from common.faces import box_regions, crop_square, square_boxes
+    from common.tracking import TRACK_EVERY
+
+    if len({c.frames for _, c in caches}) > 1:
+        raise ValueError("every layout must keep the same frames")
+    for folder, config in caches:
+        cache_mod.check_config(folder, config.cache_fields())
+        cache_mod.clean_tmp(folder, tag)
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    failed: list[Outcome] = []
+    extractor: FaceExtractor | None = None
+    for record in records:
+        todo = [(f, c) for f, c in caches if not cache_mod.is_done(f, record.video_id)]
+        if not todo:
+            counts["skipped"] += 1
+            continue
+        if extractor is None:
+            extractor = dataclasses.replace(todo[0][1], detect_every=TRACK_EVERY).extractor()
+        writers: list[cache_mod.EntryWriter] = []
+        try:
+            with VideoReader(record.path) as reader:
+                info = reader.info
+                indices = sample_indices(info.num_frames, todo[0][1].frames)
+                track = extractor.extract(reader, indices, crops=False, detect_every=TRACK_EVERY)
+                regions = [square_boxes(track.boxes, c.margin) if c.square else box_regions(track.boxes, c.margin)
+                           for _, c in todo]  # fmt: skip
+                writers = [cache_mod.EntryWriter(f, record.video_id, tag) for f, _ in todo]
+                arrays = [w.crops(len(indices), c.crop_size) for w, (_, c) in zip(writers, todo)]
+                pos = 0
+                for _, chunk in reader.iter_chunks(32, indices):
+                    for a, r, (_, c) in zip(arrays, regions, todo):
+                        for i, frame in enumerate(chunk):
+                            a[pos + i] = crop_square(frame, r[pos + i], c.crop_size, c.resample)
+                    pos += len(chunk)
+                for a in arrays:
+                    a.flush()
+                del arrays
+            for w, r, (_, c) in zip(writers, regions, todo):
+                meta = {"video_id": record.video_id, "source": record.path, "label": record.label,
+                        "split": record.split, "group": record.group, "method": record.method, "fps": info.fps,
+                        "num_frames": info.num_frames, "width": info.width, "height": info.height,
+                        "crop_size": c.crop_size, "margin": c.margin, "frame_spec": c.frames,
+                        "track": dataclasses.replace(track, crop_boxes=r).to_meta()}  # fmt: skip
+                w.commit(meta)
+            counts["ok"] += 1
+        except Exception as exc:  # one bad video must never abort the run (a ForgelabError says why)
+            reason = str(exc) if isinstance(exc, ForgelabError) else f"{type(exc).__name__}: {exc}"
+            for w in writers:
+                w.abort()
+            failed.append(Outcome(record.video_id, record.path, "failed", 0, reason))
+            counts["failed"] += 1
+    for folder, _ in caches:
+        if failed:
+            _write_failures(folder, tag, failed)
+        cache_mod.clean_tmp(folder, tag)
+    return counts

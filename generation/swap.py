@@ -191,7 +191,7 @@ def feather(mask: torch.Tensor, sigma_fraction: float = 0.03) -> torch.Tensor:
 
 def swap_video(
     model: Segmenter,
-    source_image: str | Path,
+    source_image: str | Path | np.ndarray,
     target_video: str | Path,
     out: str | Path,
     parts: Sequence[int],
@@ -202,14 +202,22 @@ def swap_video(
     source_cropped: bool = False,
     batch_size: int = 8,
     progress: bool = True,
+    frames: tuple[int, int] | None = None,
+    crf: int = 18,
 ) -> dict[str, Any]:
-    """The whole pipeline: source face crop, target face track, batched swap, paste-back, write."""
+    """The whole pipeline: source face crop, target face track, batched swap, paste-back, write.
+
+    ``source_image`` is an image file or an RGB uint8 ``[H, W, 3]`` array; ``frames`` keeps only the target's
+    frames ``start:stop`` (written without audio, which would no longer be in sync); ``crf``: the output's x264
+    quality."""
     from tqdm import tqdm
 
     dev = next(model.segmentation.parameters()).device
     margin = margin or model.margin or 1.6
     extractor = FaceExtractor(crop_size=model.size, margin=margin, device=str(dev))
-    src_crop = ensure_face(read_image(source_image), extractor, str(source_image), source_cropped, model.size)
+    image = source_image if isinstance(source_image, np.ndarray) else read_image(source_image)
+    src_name = "the source image" if isinstance(source_image, np.ndarray) else str(source_image)
+    src_crop = ensure_face(image, extractor, src_name, source_cropped, model.size)
     source = to_tensor(src_crop[None], dev)
     with torch.no_grad():
         seg_source = model.segmentation(source)
@@ -219,17 +227,24 @@ def swap_video(
     with VideoReader(target_video) as reader:
         info = reader.info
         times = reader.frame_times()  # kept in the output (variable frame rates stay in sync with the audio)
-        track = extractor.extract(reader, crops=False, detect_every=TRACK_EVERY)  # NoFaceError: no face at all
+        start_f, stop_f = (
+            (0, info.num_frames) if frames is None else (max(0, frames[0]), min(frames[1], info.num_frames))
+        )
+        if stop_f <= start_f:
+            raise ConfigError(f"frames {frames} are outside the video's {info.num_frames} frames")
+        indices = None if frames is None else list(range(start_f, stop_f))
+        times = None if times is None else times[start_f:stop_f]
+        track = extractor.extract(reader, indices, crops=False, detect_every=TRACK_EVERY)  # NoFaceError: no face
     timing["track_s"] = time.perf_counter() - start
     if not Path(out).parent.exists():
         raise VideoWriteError(out, f"folder {Path(out).parent} does not exist")
     boxes = track.crop_boxes
 
-    def frames() -> Iterator[np.ndarray]:
-        bar = tqdm(total=info.num_frames, desc="swap", unit="frame", disable=not progress)
+    def swapped() -> Iterator[np.ndarray]:
+        bar = tqdm(total=stop_f - start_f, desc="swap", unit="frame", disable=not progress)
         with VideoReader(target_video) as reader:
             pos = 0
-            for _, chunk in reader.iter_chunks(batch_size):
+            for _, chunk in reader.iter_chunks(batch_size, indices):
                 t0 = time.perf_counter()
                 regions = boxes[pos : pos + len(chunk)]
                 crops = np.stack([crop_square(f, r, model.size) for f, r in zip(chunk, regions)])
@@ -250,12 +265,14 @@ def swap_video(
         bar.close()
 
     start = time.perf_counter()
-    path = write_video(out, frames(), info.fps, audio_from=target_video, times=times)
+    path = write_video(out, swapped(), info.fps, audio_from=target_video if frames is None else None, times=times,
+                       crf=crf)  # fmt: skip
     total = time.perf_counter() - start + timing["track_s"]
-    model_fps = round(info.num_frames / timing["model_s"], 2) if timing["model_s"] else None
+    n = stop_f - start_f
+    model_fps = round(n / timing["model_s"], 2) if timing["model_s"] else None
     return {
         "output": str(path),
-        "frames": info.num_frames,
+        "frames": n,
         "fps": info.fps,
         "size": [info.width, info.height],
         "parts": list(parts),
@@ -263,7 +280,7 @@ def swap_video(
         "checkpoint": model.path,
         "checkpoint_kind": model.kind,
         "timing": {**{k: round(v, 3) for k, v in timing.items()}, "total_s": round(total, 3),
-                   "swap_fps": model_fps, "end_to_end_fps": round(info.num_frames / total, 2)},
+                   "swap_fps": model_fps, "end_to_end_fps": round(n / total, 2)},
     }  # fmt: skip
 
 
