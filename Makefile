@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FORGELAB := $(VENV)/bin/forgelab
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench compare lint format clean train-segmenter train-detector fingerprint transfer serve
+.PHONY: venv demo test bench compare robustness cross-manipulation lint format clean train-segmenter train-detector fingerprint transfer serve
 
 # Experiments compose: experiments/<system>_<name>.yaml holds only what differs from experiments/base/<system>.yaml
 # (LightningCLI merges several --config in order). CONFIGS(EXPERIMENT) gives both.
@@ -44,8 +44,8 @@ venv: $(STAMP)
 
 ## demo: on the bundled sample video -> outputs/: face track; the verdicts of MesoNet (the authors' published
 ## weights, trained on real deepfakes); a briefly trained detector (real vs self-blended pseudo-fakes), its
-## evaluation on held-out frames and its annotated verdict video; and a part of skimage's astronaut swapped
-## into the video (published checkpoint if in pretrained/, else the sample segmenter trained here)
+## evaluation on held-out frames and its annotated verdict video; and a part swap: the face of the sample's most
+## open-mouthed frame swapped into all of it (published checkpoint if in pretrained/, else the sample segmenter)
 demo: $(STAMP)
 	$(FORGELAB) faces assets/carphone_pristine.mp4 --out outputs
 	@echo "== MesoNet (Afchar et al., WIFS 2018), the authors' weights trained on Deepfake videos:"
@@ -96,6 +96,37 @@ compare: $(STAMP)
 		$(call NEWEST,detector_multicue_sample) outputs/fingerprint_sample/conv_traces_k3_svm.pt \
 		outputs/fingerprint_sample/conv_traces_k3_knn.pt $(TRANSFER_SAMPLE) \
 		pretrained/mesonet/Meso4_DF.h5 pretrained/mesonet/MesoInception_DF.h5 --out outputs/compare
+
+## robustness: the sample detectors (the demo's ResNeXt-LSTM, the same trained with perturbations, long-distance
+## attention, residual noise + landmarks + quality, convolutional traces; each trained when missing) and MesoNet's
+## published weights under every perturbation of experiments/robustness/deeperforensics.yaml (H.264 once and twice,
+## down-scaling, JPEG, blur, noise, contrast, saturation; 5 levels each) on the sample's held-out second: its real
+## frames (3 parts) vs self-blended fakes of them made by forgelab make-fakes -> outputs/robustness/robustness.{md,json}
+## and a PNG per detector (resumable: perturbed videos, face caches and scores are kept in outputs/robustness)
+ROBUST_RUNS := detector_sample detector_robust_sample detector_attention_sample detector_multicue_sample
+robustness: $(STAMP)
+	$(foreach e,$(ROBUST_RUNS),$(if $(wildcard outputs/runs/$(e)/version_*/checkpoints/best.ckpt),,$(FORGELAB) fit $(call CONFIGS,$(e)) --trainer.enable_progress_bar false &&)) true
+	$(if $(wildcard outputs/fingerprint_sample/conv_traces_k3_svm.pt),,$(FORGELAB) fingerprint $(call CONFIGS,fingerprint_sample))
+	$(FORGELAB) make-fakes --dataset single --root assets/carphone_pristine.mp4 --from-split val --segments 3 \
+		--method self-blend --variants 3 --split test --out outputs/robustness_sample
+	$(FORGELAB) robustness $(foreach e,$(ROBUST_RUNS),--checkpoint $(call NEWEST,$(e))) \
+		--checkpoint outputs/fingerprint_sample/conv_traces_k3_svm.pt pretrained/mesonet/MesoInception_DF.h5 \
+		--dataset csv --root outputs/robustness_sample/manifest.csv --clips 4 --out outputs/robustness $(ARGS)
+
+## cross-manipulation: the sample detectors (trained on self-blends) and MesoNet's published weights on forgelab's own
+## part swaps of the sample's held-out second (forgelab make-fakes with the sample segmenter; sources: skimage's
+## astronaut and the sample's middle frame, from its training part; every segment alone) -> outputs/cross_manipulation
+SWAP_SET := outputs/cross_manipulation/data
+cross-manipulation: $(STAMP)
+	$(foreach e,detector_sample detector_attention_sample detector_multicue_sample segmenter_sample,$(if $(wildcard outputs/runs/$(e)/version_*/checkpoints/*.ckpt),,$(FORGELAB) fit $(call CONFIGS,$(e)) --trainer.enable_progress_bar false &&)) true
+	mkdir -p outputs/cross_manipulation/sources
+	$(PY) -c "from PIL import Image; from skimage.data import astronaut; Image.fromarray(astronaut()).save('outputs/cross_manipulation/sources/astronaut.png')"
+	$(FORGELAB) make-fakes --dataset single --root assets/carphone_pristine.mp4 --from-split val --segments 3 \
+		--method part-swap --sources outputs/cross_manipulation/sources/astronaut.png assets/carphone_pristine.mp4 \
+		--split test --out $(SWAP_SET)
+	$(FORGELAB) compare --checkpoint $(call NEWEST,detector_sample) $(call NEWEST,detector_attention_sample) \
+		$(call NEWEST,detector_multicue_sample) pretrained/mesonet/Meso4_DF.h5 pretrained/mesonet/MesoInception_DF.h5 \
+		--dataset csv --root $(SWAP_SET)/manifest.csv --split test --clips 4 --out outputs/cross_manipulation
 
 ## train-detector: ResNeXt-LSTM detector, or MODEL=attention the long-distance attention one (GPU when present, DDP over several)
 train-detector: $(STAMP)

@@ -90,6 +90,8 @@ class VideoDataModule(pl.LightningDataModule):
         cache_frames: the frames to cache: ``all``, ``even:N``, ``first:N``, ``windows:K:L`` (K runs of L
             consecutive frames) or ``windows:K`` (runs exactly as long as one clip spans).
         seed: seed of the deterministic evaluation sampling.
+        fixed_crop: ``faces_on_the_fly``: one square region per sample covering the face in all its frames (the
+            face moves inside it, as in VoxCeleb's crops), instead of a crop following the face.
 
     Training uses the videos that have a cache entry (the others are counted in the log); in ``clip`` mode
     validation and test keep every video, and one that cannot be read scores 0.5 and is listed by the
@@ -121,6 +123,7 @@ class VideoDataModule(pl.LightningDataModule):
         build_cache: bool = False,
         cache_frames: str = "all",
         seed: int = 0,
+        fixed_crop: bool = False,
     ) -> None:
         super().__init__()
         if mode not in ("clip", "pair"):
@@ -145,6 +148,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.repeats = repeats
         self.faces_on_the_fly = faces_on_the_fly
         self.margin = margin
+        self.fixed_crop = fixed_crop
         self.square = square
         self.resample = resample
         self.max_videos = max_videos
@@ -172,7 +176,7 @@ class VideoDataModule(pl.LightningDataModule):
             if not self.cache_dir.is_dir():
                 raise DatasetError(self.cache_dir, "cache folder does not exist (run forgelab preprocess)")
             return CacheSource(self.cache_dir)
-        return DecodeSource(self.faces_on_the_fly, self.size, self.margin, self.square, self.resample)
+        return DecodeSource(self.faces_on_the_fly, self.size, self.margin, self.square, self.resample, self.fixed_crop)
 
     def prepare_data(self) -> None:
         """Build the face-crop cache when asked (Lightning calls this on one process per machine)."""

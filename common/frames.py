@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +96,15 @@ class DecodeSource(FrameSource):
         margin: crop side / face box side.
         square: square crops (else the face box itself, stretched to ``crop_size``).
         resample: interpolation of the crops (``bilinear``, ``bicubic``, ``nearest``).
+        fixed_crop: cut every frame of one read at the same square region, the smallest covering the face's
+            region in all of them (the face moves inside it, as in the VoxCeleb "video-preprocessing" crops
+            motion co-segmentation learns from), instead of following the face frame by frame.
     """
 
     def __init__(self, faces_on_the_fly: bool = False, crop_size: int = 224, margin: float = 1.3,
-                 square: bool = True, resample: str = "bilinear") -> None:  # fmt: skip
+                 square: bool = True, resample: str = "bilinear", fixed_crop: bool = False) -> None:  # fmt: skip
         self.faces_on_the_fly = faces_on_the_fly
+        self.fixed_crop = fixed_crop
         self.crop_size = crop_size
         self.margin = margin
         self.square = square
@@ -130,6 +135,8 @@ class DecodeSource(FrameSource):
                                             resample=self.resample, device="cpu")  # fmt: skip
         dets = self._extractor.detect(frames)
         track = self._extractor.build_track(numbers, dets, (frames.shape[2], frames.shape[1]), record.path)
+        if self.fixed_crop:
+            track = replace(track, crop_boxes=np.repeat(covering_square(track.crop_boxes)[None], len(frames), 0))
         crops = np.stack([crop_square(f, b, self.crop_size, self.resample) for f, b in zip(frames, track.crop_boxes)])
         return crops, numbers, track.crop_landmarks(self.crop_size)
 
@@ -137,6 +144,16 @@ class DecodeSource(FrameSource):
         state = dict(self.__dict__)
         state["_extractor"] = None
         return state
+
+
+def covering_square(regions: np.ndarray) -> np.ndarray:
+    """The smallest square ``(x0, y0, x1, y1)`` (int64) centred on the union of ``regions [N, 4]`` that covers it."""
+    x0, y0 = regions[:, 0].min(), regions[:, 1].min()
+    x1, y1 = regions[:, 2].max(), regions[:, 3].max()
+    side = int(max(x1 - x0, y1 - y0))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    return np.array([left, top, left + side, top + side], np.int64)
 
 
 def to_tensor_clip(frames: np.ndarray, size: int | None) -> torch.Tensor:

@@ -80,14 +80,24 @@ def spec_key(spec: InputSpec, cache_frames: str) -> str:
     return f"s{spec.size}_m{spec.margin:g}_{shape}_{spec.resize}_{cache_frames.replace(':', '-')}"
 
 
+def source_label(path: str | Path) -> str:
+    """Which file a detector is: ``<run>/version_N`` for a checkpoint of a training run folder
+    (``.../<run>/version_N/checkpoints/x.ckpt``), else the file's name."""
+    p = Path(path)
+    if p.parent.name == "checkpoints" and p.parent.parent.name.startswith("version_"):
+        return f"{p.parent.parent.parent.name}/{p.parent.parent.name}"
+    return p.name
+
+
 def detector_key(path: str | Path) -> str:
-    """A detector file's folder name: its stem and the start of its content's SHA-1 (so a retrained file with
+    """A detector file's folder name: its label and the start of its content's SHA-1 (so a retrained file with
     the same name never reuses the old one's scores)."""
     h = hashlib.sha1()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return f"{Path(path).stem}-{h.hexdigest()[:10]}"
+    label = source_label(path).replace("/", "_").rsplit(".", 1)[0]
+    return f"{label}-{h.hexdigest()[:10]}"
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -299,8 +309,8 @@ def evaluate_robustness(run: RobustnessRun, detectors: list[LoadedDetector]) -> 
         "classes": {"real": sum(r.label == 0 for r in run.records), "fake": sum(r.label == 1 for r in run.records)},
         "suite": {p.name: {"kind": p.kind, "levels": list(p.levels), "generations": p.generations}
                   for p in run.suite},
-        "detectors": [{"name": d.module.describe()["name"], "file": Path(d.path).name, "key": k, "cells": table[k]}
-                      for d, k in zip(detectors, keys)],
+        "detectors": [{"name": d.module.describe()["name"], "file": source_label(d.path), "key": k,
+                       "cells": table[k]} for d, k in zip(detectors, keys)],
         "timing": run.timing.as_dict(),
     }  # fmt: skip
 
@@ -332,7 +342,7 @@ def markdown(report: dict[str, Any]) -> str:
             vals = [headline(c) for lv, c in cells.get(name, {}).items() if lv != "0"]
             vals = [v for v in vals if v is not None]
             means.append(f(float(np.mean(vals)) if vals else None))
-        lines.append(f"| {d['name']} | {f(headline(cells[CLEAN]['0']))} | " + " | ".join(means) + " |")
+        lines.append(f"| {d['name']} (`{d['file']}`) | {f(headline(cells[CLEAN]['0']))} | " + " | ".join(means) + " |")
     for d in report["detectors"]:
         cells = d["cells"]
         n = max(len(p["levels"]) for p in suite.values()) if suite else 0
@@ -376,7 +386,7 @@ def chart(detector: dict[str, Any], suite: dict[str, Any]) -> np.ndarray:
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("level (0 = clean)")
     ax.set_ylabel("clip AUC" if auc else "mean p(fake)")
-    ax.set_title(detector["name"][:80], fontsize=9)
+    ax.set_title(f"{detector['name'][:70]} ({detector['file']})", fontsize=9)
     ax.legend(fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
     fig.canvas.draw()

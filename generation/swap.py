@@ -176,11 +176,27 @@ def paste_back(frame: np.ndarray, region: np.ndarray, crop: np.ndarray, alpha: n
     in_frame, in_region = overlap
     side = int(region[2]) - int(region[0])
     big = np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR)).astype(np.float32)
-    a = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR))
-    a = a.astype(np.float32)[in_region][..., None] / 255
+    a = _region_alpha(alpha, side)[in_region][..., None] / 255
     region_px = out[in_frame].astype(np.float32)
     blended = region_px + a * (big[in_region] - region_px)
     out[in_frame] = np.where(a > 0, np.round(blended).clip(0, 255), region_px).astype(np.uint8)
+    return out
+
+
+def _region_alpha(alpha: np.ndarray, side: int) -> np.ndarray:
+    """``alpha [S, S]`` in [0, 1] resized to the region's ``side`` as :func:`paste_back` uses it: float32, 0-255."""
+    return np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)).astype(
+        np.float32)  # fmt: skip
+
+
+def frame_alpha(frame_shape: tuple[int, ...], region: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The blend weight :func:`paste_back` gives every pixel of a frame: uint8 ``[H, W]`` (255 = the result's
+    pixel, 0 = the frame's own)."""
+    out = np.zeros(frame_shape[:2], np.uint8)
+    overlap = region_overlap(region, frame_shape)
+    if overlap is not None:
+        in_frame, in_region = overlap
+        out[in_frame] = _region_alpha(alpha, int(region[2]) - int(region[0]))[in_region].astype(np.uint8)
     return out
 
 
@@ -204,12 +220,14 @@ def swap_video(
     progress: bool = True,
     frames: tuple[int, int] | None = None,
     crf: int = 18,
+    keep_masks: bool = False,
 ) -> dict[str, Any]:
     """The whole pipeline: source face crop, target face track, batched swap, paste-back, write.
 
     ``source_image`` is an image file or an RGB uint8 ``[H, W, 3]`` array; ``frames`` keeps only the target's
     frames ``start:stop`` (written without audio, which would no longer be in sync); ``crf``: the output's x264
-    quality."""
+    quality; ``keep_masks``: also return ``masks``, the paste-back weight of every pixel of every frame (uint8
+    ``[N, H, W]``, :func:`frame_alpha`; for short videos)."""
     from tqdm import tqdm
 
     dev = next(model.segmentation.parameters()).device
@@ -240,6 +258,8 @@ def swap_video(
         raise VideoWriteError(out, f"folder {Path(out).parent} does not exist")
     boxes = track.crop_boxes
 
+    masks: list[np.ndarray] = []
+
     def swapped() -> Iterator[np.ndarray]:
         bar = tqdm(total=stop_f - start_f, desc="swap", unit="frame", disable=not progress)
         with VideoReader(target_video) as reader:
@@ -255,6 +275,8 @@ def swap_video(
                 pred_u8 = (pred.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
                 t2 = time.perf_counter()
                 results = [paste_back(f, r, p, a) for f, r, p, a in zip(chunk, regions, pred_u8, alpha)]
+                if keep_masks:
+                    masks.extend(frame_alpha(f.shape, r, a) for f, r, a in zip(chunk, regions, alpha))
                 timing["crop_s"] += t1 - t0
                 timing["model_s"] += t2 - t1
                 timing["paste_s"] += time.perf_counter() - t2
@@ -270,7 +292,9 @@ def swap_video(
     total = time.perf_counter() - start + timing["track_s"]
     n = stop_f - start_f
     model_fps = round(n / timing["model_s"], 2) if timing["model_s"] else None
+    extra = {"masks": np.stack(masks)} if keep_masks else {}
     return {
+        **extra,
         "output": str(path),
         "frames": n,
         "fps": info.fps,
@@ -292,13 +316,21 @@ def side_by_side_frame(source_crop: np.ndarray, target: np.ndarray, result: np.n
 
 
 @torch.no_grad()
-def segment_sheet(model: Segmenter, image: np.ndarray, scale: int = 2) -> Image.Image:
-    """Each segment in its colour over the face, labelled with its index (and name when known), plus a legend."""
+def hard_segments(model: Segmenter, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """The soft segmentation ``[1, K + 1, h, w]`` of a face crop ``image [S, S, 3]`` and its arg-max labels at the
+    crop's size (int ``[S, S]``, 0 = background)."""
     x = to_tensor(image[None], next(model.segmentation.parameters()).device)
     seg = model.segmentation(x)["segmentation"]
     size = image.shape[0]
     hard = seg.argmax(1, keepdim=True).float()
-    up = F.interpolate(hard, size=(size, size), mode="nearest")[0, 0].cpu().numpy().astype(int)
+    return seg, F.interpolate(hard, size=(size, size), mode="nearest")[0, 0].cpu().numpy().astype(int)
+
+
+@torch.no_grad()
+def segment_sheet(model: Segmenter, image: np.ndarray, scale: int = 2) -> Image.Image:
+    """Each segment in its colour over the face, labelled with its index (and name when known), plus a legend."""
+    seg, up = hard_segments(model, image)
+    size = image.shape[0]
     colours = colourise(seg, (size, size), hard=True)[0].permute(1, 2, 0).cpu().numpy()
     overlay = (0.45 * image / 255 + 0.55 * colours).clip(0, 1)
     big = Image.fromarray((overlay * 255).astype(np.uint8)).resize((size * scale, size * scale), Image.NEAREST)

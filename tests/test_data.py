@@ -120,6 +120,22 @@ def test_decode_on_the_fly_with_faces(cached: tuple[FolderIndex, Path]) -> None:
     assert batch["frame_index"][0].tolist() == [0, 6, 11]
 
 
+def test_fixed_crop_holds_one_region_over_the_frames_of_a_read(sample_video: Path) -> None:
+    from common.datasets import SingleVideoIndex
+    from common.frames import DecodeSource, covering_square
+
+    regions = np.array([[10, 20, 50, 60], [30, 10, 70, 50]])
+    assert covering_square(regions).tolist() == [10, 5, 70, 65]  # the union (10, 10, 70, 60), squared about its centre
+    record = SingleVideoIndex(str(sample_video)).records()[0]
+    positions = np.array([0, 40])
+    moving, _, lm_moving = DecodeSource(True, 64, 1.6).read(record, positions)
+    fixed, _, lm_fixed = DecodeSource(True, 64, 1.6, fixed_crop=True).read(record, positions)
+    assert fixed.shape == moving.shape == (2, 64, 64, 3)
+    # following the face keeps its landmarks in place; one region lets the face move inside it
+    shift = lambda lm: float(np.abs(lm[1] - lm[0]).mean())  # noqa: E731
+    assert shift(lm_fixed) > 2 * shift(lm_moving) and lm_fixed.min() >= 0 and lm_fixed.max() <= 64
+
+
 def test_workers_and_balanced_sampling(cached: tuple[FolderIndex, Path]) -> None:
     index, cache = cached
     dm = VideoDataModule(index, cache_dir=str(cache), clip_len=2, size=32, batch_size=4, num_workers=1,

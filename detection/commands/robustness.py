@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("robustness", help="detectors' verdicts under compression, resizing, blur, noise and colour "
                        "changes: JSON, Markdown and a PNG per detector")  # fmt: skip
     p.add_argument("videos", nargs="*", type=Path, help="videos to perturb instead of a dataset split")
-    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
+    p.add_argument("--checkpoint", type=Path, nargs="+", action="extend", required=True,
                    help="detector files: our .ckpt, fingerprint / transfer .pt, published model_*.pt, "
                    "MesoNet .h5")  # fmt: skip
     p.add_argument("--dataset", choices=LAYOUTS, default=None, help="dataset layout (with --root)")

@@ -1,4 +1,4 @@
-"""``forgelab swap-demo``: a part of scikit-image's astronaut swapped into the bundled sample video."""
+"""``forgelab swap-demo``: the mouth of the sample video's most open-mouthed frame swapped into every frame of it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``forgelab swap-demo``."""
-    p = sub.add_parser("swap-demo", help="swap a part of skimage's astronaut into the bundled sample video")
+    p = sub.add_parser("swap-demo", help="swap the open mouth of one frame of the sample video into all of it")
     p.add_argument("--out", type=Path, default=Path("outputs"))
     p.add_argument("--checkpoint", type=Path, default=None, help="default: pretrained/ vox checkpoint, else sample")
     p.set_defaults(func=main)
