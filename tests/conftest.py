@@ -64,6 +64,19 @@ def noise_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(path, list(rng.integers(0, 255, (6, 96, 128, 3), dtype=np.uint8)), 10)
 
 
+@pytest.fixture(scope="session")
+def native(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The parity fixture's co-segmentation weights (weights produced by the original code, K = 10, 128 px) saved
+    in the original native format."""
+    import torch
+
+    fx = torch.load(ROOT / "tests" / "data" / "coseg_parity_A.pt", weights_only=True)
+    path = tmp_path_factory.mktemp("ckpt") / "coseg-10segments.pth.tar"
+    torch.save({"segmentation_module": fx["segmentation_module"], "reconstruction_module": fx["reconstruction_module"],
+                "epoch": 0}, path)  # fmt: skip
+    return path
+
+
 def copy_video(src: Path, dst: Path) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)

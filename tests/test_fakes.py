@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from common.commands import main as cli_main
@@ -16,18 +15,6 @@ from common.datasets import CsvIndex, FolderIndex
 from common.encode import write_video
 from common.video import VideoReader
 from generation.fakes import FakeJob, RealVideo, SourceFace, identity_groups
-
-FIXTURE = Path(__file__).parent / "data" / "coseg_parity_A.pt"
-
-
-@pytest.fixture(scope="module")
-def coseg(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The parity fixture's co-segmentation weights (K = 10, 128 px) in the original native format."""
-    fx = torch.load(FIXTURE, weights_only=True)
-    path = tmp_path_factory.mktemp("ckpt") / "coseg-10segments.pth.tar"
-    torch.save({"segmentation_module": fx["segmentation_module"], "reconstruction_module": fx["reconstruction_module"],
-                "epoch": 0}, path)  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +36,15 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def make_fakes(two_people: Path, sources: Path, coseg: Path, out: Path, *extra: str) -> int:
+def make_fakes(two_people: Path, sources: Path, native: Path, out: Path, *extra: str) -> int:
     return cli_main(["make-fakes", str(two_people), "--identity-by", "folder", "--sources", str(sources),
-                     "--checkpoint", str(coseg), "--parts", "2", "7,9", "--out", str(out), *extra])  # fmt: skip
+                     "--checkpoint", str(native), "--parts", "2", "7,9", "--out", str(out), *extra])  # fmt: skip
 
 
-def test_make_fakes_writes_a_dataset_both_indexes_read(two_people: Path, sources: Path, coseg: Path,
+def test_make_fakes_writes_a_dataset_both_indexes_read(two_people: Path, sources: Path, native: Path,
                                                        tmp_path: Path) -> None:  # fmt: skip
     out = tmp_path / "fakes"
-    assert make_fakes(two_people, sources, coseg, out, "--split", "test") == 0
+    assert make_fakes(two_people, sources, native, out, "--split", "test") == 0
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert len(rows) == 2 + 2 * 2  # per person: the real copy, a fake per parts choice
     fakes = [r for r in rows if r["label"] == "fake"]
@@ -89,15 +76,15 @@ def test_splits_never_share_an_identity() -> None:
     assert groups["d"] == "d" and groups["a"] != groups["c"]
 
 
-def test_auto_splits_keep_identities_apart(two_people: Path, sources: Path, coseg: Path, tmp_path: Path) -> None:
+def test_auto_splits_keep_identities_apart(two_people: Path, sources: Path, native: Path, tmp_path: Path) -> None:
     out = tmp_path / "fakes"
-    assert make_fakes(two_people, sources, coseg, out, "--parts", "2", "--test-fraction", "0.5") == 0
+    assert make_fakes(two_people, sources, native, out, "--parts", "2", "--test-fraction", "0.5") == 0
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     # alice and bob both received the astronaut's parts: one identity group, so one split for all
     assert len({r["group"] for r in rows}) == 1 and len({r["split"] for r in rows}) == 1
 
 
-def test_make_fakes_resumes(two_people: Path, sources: Path, coseg: Path, tmp_path: Path,
+def test_make_fakes_resumes(two_people: Path, sources: Path, native: Path, tmp_path: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     import generation.fakes as fakes
 
@@ -111,14 +98,14 @@ def test_make_fakes_resumes(two_people: Path, sources: Path, coseg: Path, tmp_pa
         return real_make(self, job, dst, faces)
 
     monkeypatch.setattr(fakes.MakeFakes, "make", stop_after_three)
-    assert make_fakes(two_people, sources, coseg, out, "--split", "test") != 0
+    assert make_fakes(two_people, sources, native, out, "--split", "test") != 0
     first = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
     assert len(first) == 3 and not (out / "manifest.csv").exists()
     assert not [p for p in out.rglob("*") if p.is_file() and p.suffix != ".mp4"]  # nothing half-written
     made.clear()
     monkeypatch.setattr(fakes.MakeFakes, "make", lambda self, job, dst, faces: made.append(1) or real_make(
         self, job, dst, faces))  # fmt: skip
-    assert make_fakes(two_people, sources, coseg, out, "--split", "test") == 0
+    assert make_fakes(two_people, sources, native, out, "--split", "test") == 0
     assert len(made) == 6 - 3
     assert all(p.stat().st_mtime_ns == t for p, t in first.items())
     assert len(list(csv.DictReader((out / "manifest.csv").open()))) == 6
@@ -164,11 +151,11 @@ def test_visibility_metric_on_a_known_change(tmp_path: Path) -> None:
     assert seen["part_share"] == pytest.approx(20 * 20 / (h * w), abs=1e-3)
 
 
-def test_visibility_of_a_short_real_swap(coseg: Path, face_clip: Path, sources: Path, tmp_path: Path) -> None:
+def test_visibility_of_a_short_real_swap(native: Path, face_clip: Path, sources: Path, tmp_path: Path) -> None:
     from generation.demo import swap_visibility
     from generation.swap import load_segmenter, swap_video
 
-    model = load_segmenter(coseg, device="cpu")
+    model = load_segmenter(native, device="cpu")
     res = swap_video(model, sources / "astronaut.png", face_clip, tmp_path / "s.mp4", [2, 7, 9], side_by_side=True,
                      keep_masks=True, progress=False)  # fmt: skip
     masks = res.pop("masks")

@@ -19,17 +19,6 @@ from common.video import probe, read_frames
 from generation.swap import infer_model_params, load_segmenter, paste_back
 from tests.conftest import ffmpeg
 
-FIXTURE = Path(__file__).parent / "data" / "coseg_parity_A.pt"
-
-
-@pytest.fixture(scope="module")
-def native(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    fx = torch.load(FIXTURE, weights_only=True)
-    path = tmp_path_factory.mktemp("ckpt") / "coseg-10segments.pth.tar"
-    torch.save({"segmentation_module": fx["segmentation_module"], "reconstruction_module": fx["reconstruction_module"],
-                "epoch": 0}, path)  # fmt: skip
-    return path
-
 
 @pytest.fixture(scope="module")
 def astronaut(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -50,7 +39,7 @@ def target_with_audio(tmp_path_factory: pytest.TempPathFactory, sample_video: Pa
 
 
 def test_architecture_inferred_from_published_file(native: Path) -> None:
-    fx = torch.load(FIXTURE, weights_only=True)
+    fx = torch.load(Path(__file__).parent / "data" / "coseg_parity_A.pt", weights_only=True)
     params = infer_model_params(fx["segmentation_module"], fx["reconstruction_module"])
     expected = fx["config"]["model_params"]
     assert params["common_params"] == expected["common_params"]
