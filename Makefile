@@ -44,8 +44,8 @@ venv: $(STAMP)
 
 ## demo: on the bundled sample video -> outputs/: face track; the verdicts of MesoNet (the authors' published
 ## weights, trained on real deepfakes); a briefly trained detector (real vs self-blended pseudo-fakes), its
-## evaluation on held-out frames and its annotated verdict video; and a part swap: the face of the sample's most
-## open-mouthed frame swapped into all of it (published checkpoint if in pretrained/, else the sample segmenter)
+## evaluation on held-out frames and its annotated verdict video; and a part swap: the part covering the mouth in the
+## sample's most open-mouthed frame swapped into all of it (published checkpoint in pretrained/, else the sample one)
 demo: $(STAMP)
 	$(FORGELAB) faces assets/carphone_pristine.mp4 --out outputs
 	@echo "== MesoNet (Afchar et al., WIFS 2018), the authors' weights trained on Deepfake videos:"

@@ -11,8 +11,10 @@ output folder and reused:
 * ``cells/<detector>/<perturbation>@<level>.json``: a detector's clip scores on one copy.
 
 A run that stops (interrupted, killed, a full disk) resumes where it was: finished videos, caches and cells are
-skipped (each appears only when complete). The report compares every cell with the same detector's scores
-on the clean videos: AUC, AP, accuracy, mean |delta p(fake)| and the share of clips whose verdict flipped.
+skipped (each appears only when complete). ``run.json`` records the settings they were made with; a run with
+other settings (split, videos, clips, frames, seed, a perturbation's levels) is refused rather than mixed in.
+The report compares every cell with the same detector's scores on the clean videos: AUC, AP, accuracy, mean
+|delta p(fake)| and the share of clips whose verdict flipped.
 """
 
 from __future__ import annotations
@@ -163,6 +165,34 @@ class RobustnessRun:
     progress: bool = True
     timing: Timing = field(default_factory=Timing)
 
+    def check_folder(self) -> None:
+        """Record this run's settings in ``run.json``, or refuse a folder whose cached videos, caches and scores
+        were made with other ones (another split, set of videos, clips per video, frames, seed, or a
+        perturbation of the same name with other levels); new perturbations and detectors may be added.
+
+        Raises:
+            ConfigError: the folder holds a run with other settings.
+        """
+        from common.datasets import index_hash
+        from common.errors import ConfigError
+
+        suite = {p.name: {"kind": p.kind, "levels": list(p.levels), "generations": p.generations} for p in self.suite}
+        mine = {"split": self.split, "videos": index_hash(self.records), "clips": self.clips,
+                "cache_frames": self.cache_frames, "seed": self.seed}  # fmt: skip
+        path = self.out / "run.json"
+        if path.is_file():
+            old = json.loads(path.read_text())
+            for key, value in mine.items():
+                if old.get(key) != value:
+                    raise ConfigError(f"{self.out} holds a robustness run made with {key}={old.get(key)!r}, not "
+                                      f"{value!r}: use another --out (or delete it)")  # fmt: skip
+            for name, entry in suite.items():
+                if name in old.get("suite", {}) and old["suite"][name] != entry:
+                    raise ConfigError(f"{self.out} holds perturbation {name!r} made with {old['suite'][name]}, not "
+                                      f"{entry}: rename it in the table, or use another --out")  # fmt: skip
+            suite = {**old.get("suite", {}), **suite}
+        _write_json(path, {**mine, "suite": suite})
+
     def version_records(self, version: Version) -> list[VideoRecord]:
         """The records of one copy, its perturbed videos made when missing (a video that cannot be perturbed,
         e.g. one that does not decode, keeps a path that does not exist and is scored as a failure)."""
@@ -282,6 +312,8 @@ def evaluate_robustness(run: RobustnessRun, detectors: list[LoadedDetector]) -> 
     """Score every detector on every copy; returns the report (see :func:`write_report`)."""
     from tqdm import tqdm
 
+    run.out.mkdir(parents=True, exist_ok=True)
+    run.check_folder()
     keys = [detector_key(d.path) for d in detectors]
     table: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in keys}
     clean: dict[str, ClipScores] = {}

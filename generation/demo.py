@@ -1,4 +1,5 @@
-"""The part-swap demo: the mouth of the sample video's most open-mouthed frame swapped into every frame of it.
+"""The part-swap demo: the part covering the mouth in the sample video's most open-mouthed frame, swapped into
+every frame of it (with the sample segmenter, that part is the face with the hair).
 
 A part swap shows only where the source's part differs from the target's, so the demo picks a pair where the
 difference is large: the source is the frame whose inner mouth is most open (dlib's 68 points) among the half

@@ -209,6 +209,21 @@ def test_report_has_every_cell_and_resumes(tiny_set: Path, tmp_path: Path, monke
     assert cli_main(robustness_args(tiny_set, tmp_path)) == 0 and not calls
 
 
+def test_a_folder_made_with_other_settings_is_refused(tiny_set: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    from common.commands import main as cli_main
+
+    args = ["robustness", "--checkpoint", str(MESONET / "Meso4_DF.h5"), "--dataset", "csv", "--root", str(tiny_set),
+            "--only", "contrast", "--clips", "2", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli_main(args) == 0
+    assert cli_main([*args, "--clips", "3"]) != 0
+    assert "made with clips=2, not 3: use another --out" in capsys.readouterr().err
+    table = tmp_path / "other.yaml"
+    table.write_text("contrast: {kind: contrast, levels: [0.5]}\n")
+    assert cli_main([*args, "--suite", str(table)]) != 0
+    assert "holds perturbation 'contrast' made with" in capsys.readouterr().err
+
+
 def test_unlabelled_videos_get_p_fake_and_flips(face_clip: Path, tmp_path: Path) -> None:
     from common.commands import main as cli_main
 

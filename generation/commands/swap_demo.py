@@ -1,4 +1,5 @@
-"""``forgelab swap-demo``: the mouth of the sample video's most open-mouthed frame swapped into every frame of it."""
+"""``forgelab swap-demo``: the part covering the mouth in the sample video's most open-mouthed frame swapped into
+every frame of it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``forgelab swap-demo``."""
-    p = sub.add_parser("swap-demo", help="swap the open mouth of one frame of the sample video into all of it")
+    p = sub.add_parser("swap-demo", help="swap the part covering the open mouth of one frame of the sample video into "
+                       "all of it")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("outputs"))
     p.add_argument("--checkpoint", type=Path, default=None, help="default: pretrained/ vox checkpoint, else sample")
     p.set_defaults(func=main)
