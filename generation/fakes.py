@@ -28,7 +28,7 @@ import csv
 import io
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,18 +222,25 @@ def self_blend_video(real: RealVideo, dst: Path, blend: SelfBlend, seed: int, cr
         indices = list(range(start, min(stop, n)))
         fps = reader.info.fps
         track = extractor.extract(reader, indices, crops=False, detect_every=TRACK_EVERY)
-        frames = np.stack([f for _, chunk in reader.iter_chunks(32, indices) for f in chunk])
-    crops = np.stack([crop_square(f, r, crop_size) for f, r in zip(frames, track.crop_boxes)])
     blender = SelfBlend(**{**blend.__dict__, "target_prob": 0.0})  # the face side transformed: a clean paste-back
-    with torch.no_grad():
-        fake, mask, _ = blender(
-            to_tensor_clip(crops, None), track.crop_landmarks(crop_size), np.random.default_rng(seed)
-        )
-    fake_u8 = (fake.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
-    alpha = mask[:, 0].numpy()
-    out = [paste_back(f, r, c, a) for f, r, c, a in zip(frames, track.crop_boxes, fake_u8, alpha)]
-    write_video(dst, out, fps, crf=crf)
-    return len(out)
+    p = blender.sample(np.random.default_rng(seed))  # one draw for the whole video
+    landmarks, boxes = track.crop_landmarks(crop_size), track.crop_boxes
+
+    def blended() -> Iterator[np.ndarray]:  # in chunks: memory does not grow with the video's length
+        with VideoReader(real.path) as reader:
+            pos = 0
+            for _, chunk in reader.iter_chunks(32, indices):
+                regions = boxes[pos : pos + len(chunk)]
+                video = to_tensor_clip(np.stack([crop_square(f, r, crop_size) for f, r in zip(chunk, regions)]), None)
+                with torch.no_grad():  # SelfBlend's blend, frame by frame: base + mask * (copy - base)
+                    mask = blender.masks(landmarks[pos : pos + len(chunk)], crop_size, p)
+                    fake = video + mask * (blender.transformed_copy(video, p) - video)
+                fake_u8 = (fake.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+                yield from (paste_back(f, r, c, a) for f, r, c, a in zip(chunk, regions, fake_u8, mask[:, 0].numpy()))
+                pos += len(chunk)
+
+    write_video(dst, blended(), fps, crf=crf)
+    return len(indices)
 
 
 @dataclass
