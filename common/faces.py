@@ -126,6 +126,12 @@ def box_regions(boxes: np.ndarray, margin: float) -> np.ndarray:
     return np.stack([x0, y0, x0 + w, y0 + h], axis=1)
 
 
+def crop_regions(boxes: np.ndarray, margin: float, square: bool) -> np.ndarray:
+    """The regions ``[N, 4]`` cut around face ``boxes [N, 4]``: :func:`square_boxes`, or :func:`box_regions` for
+    stretched crops."""
+    return square_boxes(boxes, margin) if square else box_regions(boxes, margin)
+
+
 def region_overlap(
     region: np.ndarray, frame_shape: tuple[int, ...]
 ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
@@ -378,7 +384,7 @@ class FaceExtractor:
             landmarks=lms.astype(np.float32),
             scores=scores,
             detected=detected,
-            crop_boxes=square_boxes(boxes, self.margin) if self.square else box_regions(boxes, self.margin),
+            crop_boxes=crop_regions(boxes, self.margin, self.square),
             frame_size=frame_size,
             interpolated=skipped,
         )

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,14 +227,6 @@ def h264_frames(frames: np.ndarray, crf: int, fps: float = 25.0, generations: in
     return np.ascontiguousarray(current)
 
 
-def _chunks(path: Path, size: int = 32) -> Iterator[np.ndarray]:
-    from common.video import VideoReader
-
-    with VideoReader(path) as reader:
-        for _, chunk in reader.iter_chunks(size):
-            yield chunk
-
-
 def perturb_video(src: str | Path, dst: str | Path, perturbation: Perturbation, level: int, seed: int = 0) -> Path:
     """Write ``src`` perturbed at ``level`` to ``dst`` (an ``.mp4`` that appears only when complete).
 
@@ -253,20 +245,20 @@ def perturb_video(src: str | Path, dst: str | Path, perturbation: Perturbation, 
         ``dst``.
     """
     from common.encode import write_video
-    from common.video import probe
+    from common.video import probe, video_chunks
 
     src, dst = Path(src), Path(dst)
     info = probe(src)
     value = perturbation.param(level)
     if perturbation.kind != "h264":
         rng = np.random.default_rng(seed)
-        frames = (perturb_frames(chunk, perturbation.kind, value, rng) for chunk in _chunks(src))
+        frames = (perturb_frames(chunk, perturbation.kind, value, rng) for chunk in video_chunks(src))
         return write_video(dst, (f for chunk in frames for f in chunk), info.fps, lossless=True)
     current = src
     with tempfile.TemporaryDirectory(prefix="forgelab-h264-", dir=dst.parent) as tmp:
         for g in range(perturbation.generations):
             target = dst if g == perturbation.generations - 1 else Path(tmp) / f"g{g}.mp4"
-            frames = (f for chunk in _chunks(current) for f in even_padded(chunk))
+            frames = (f for chunk in video_chunks(current) for f in even_padded(chunk))
             write_video(target, frames, info.fps, crf=int(value), preset="medium")  # atomic: appears when complete
             current = target
     return dst

@@ -99,31 +99,39 @@ def _process_owned(record: VideoRecord, cache: Path, extractor: FaceExtractor, f
             crops.flush()
             del crops
             info = reader.info
-        meta = {
-            "video_id": record.video_id,
-            "source": record.path,
-            "label": record.label,
-            "split": record.split,
-            "group": record.group,
-            "method": record.method,
-            "fps": info.fps,
-            "num_frames": info.num_frames,
-            "width": info.width,
-            "height": info.height,
-            "crop_size": extractor.crop_size,
-            "margin": extractor.margin,
-            "frame_spec": frames,
-            "track": track.to_meta(),
-        }
-        writer.commit(meta)
+        writer.commit(entry_meta(record, info, extractor.crop_size, extractor.margin, frames, track))
         return Outcome(record.video_id, record.path, "ok", len(indices))
-    except ForgelabError as exc:
-        reason = str(exc)
     except Exception as exc:  # one bad video must never abort the run
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = failure_reason(exc)
     if writer is not None:
         writer.abort()
     return Outcome(record.video_id, record.path, "failed", 0, reason)
+
+
+def entry_meta(record: VideoRecord, info: Any, crop_size: int, margin: float, frames: str, track: Any) -> dict:
+    """A cache entry's ``meta.json``: the record, the video's :class:`~common.video.VideoInfo`, the crop settings
+    and the :class:`~common.faces.FaceTrack` (its ``crop_boxes`` are the regions the crops were cut at)."""
+    return {
+        "video_id": record.video_id,
+        "source": record.path,
+        "label": record.label,
+        "split": record.split,
+        "group": record.group,
+        "method": record.method,
+        "fps": info.fps,
+        "num_frames": info.num_frames,
+        "width": info.width,
+        "height": info.height,
+        "crop_size": crop_size,
+        "margin": margin,
+        "frame_spec": frames,
+        "track": track.to_meta(),
+    }
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why a video failed: a :class:`ForgelabError`'s own message, else the exception's type and text."""
+    return str(exc) if isinstance(exc, ForgelabError) else f"{type(exc).__name__}: {exc}"
 
 
 _WORKER: dict[str, Any] = {}  # per worker process: the extractor built once by _init_worker
@@ -238,7 +246,7 @@ def layout_caches(records: Sequence[VideoRecord], caches: Sequence[tuple[Path, P
     """
     import dataclasses
 
-    from common.faces import box_regions, crop_square, square_boxes
+    from common.faces import crop_regions, crop_square
     from common.tracking import TRACK_EVERY
 
     if len({c.frames for _, c in caches}) > 1:
@@ -262,8 +270,7 @@ def layout_caches(records: Sequence[VideoRecord], caches: Sequence[tuple[Path, P
                 info = reader.info
                 indices = sample_indices(info.num_frames, todo[0][1].frames)
                 track = extractor.extract(reader, indices, crops=False, detect_every=TRACK_EVERY)
-                regions = [square_boxes(track.boxes, c.margin) if c.square else box_regions(track.boxes, c.margin)
-                           for _, c in todo]  # fmt: skip
+                regions = [crop_regions(track.boxes, c.margin, c.square) for _, c in todo]
                 writers = [cache_mod.EntryWriter(f, record.video_id, tag) for f, _ in todo]
                 arrays = [w.crops(len(indices), c.crop_size) for w, (_, c) in zip(writers, todo)]
                 pos = 0
@@ -276,18 +283,14 @@ def layout_caches(records: Sequence[VideoRecord], caches: Sequence[tuple[Path, P
                     a.flush()
                 del arrays
             for w, r, (_, c) in zip(writers, regions, todo):
-                meta = {"video_id": record.video_id, "source": record.path, "label": record.label,
-                        "split": record.split, "group": record.group, "method": record.method, "fps": info.fps,
-                        "num_frames": info.num_frames, "width": info.width, "height": info.height,
-                        "crop_size": c.crop_size, "margin": c.margin, "frame_spec": c.frames,
-                        "track": dataclasses.replace(track, crop_boxes=r).to_meta()}  # fmt: skip
-                w.commit(meta)
+                w.commit(
+                    entry_meta(record, info, c.crop_size, c.margin, c.frames, dataclasses.replace(track, crop_boxes=r))
+                )
             counts["ok"] += 1
-        except Exception as exc:  # one bad video must never abort the run (a ForgelabError says why)
-            reason = str(exc) if isinstance(exc, ForgelabError) else f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # one bad video must never abort the run
             for w in writers:
                 w.abort()
-            failed.append(Outcome(record.video_id, record.path, "failed", 0, reason))
+            failed.append(Outcome(record.video_id, record.path, "failed", 0, failure_reason(exc)))
             counts["failed"] += 1
     for folder, _ in caches:
         if failed:

@@ -412,6 +412,14 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
         return reader.read(indices)
 
 
+def video_chunks(path: str | Path, chunk_size: int = 32, indices: Sequence[int] | None = None) -> Iterator[np.ndarray]:
+    """The frames at ``indices`` (all when ``None``) as uint8 ``[b, H, W, 3]`` RGB chunks, in order, the video
+    kept open only while the chunks are consumed (for streaming one video into another)."""
+    with VideoReader(path) as reader:
+        for _, chunk in reader.iter_chunks(chunk_size, indices):
+            yield chunk
+
+
 def sample_indices(num_frames: int, spec: str) -> list[int]:
     """Frame numbers chosen by a sampling spec.
 

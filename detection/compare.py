@@ -12,6 +12,7 @@ import numpy as np
 
 from detection.evaluation import summarise
 from detection.loading import LoadedDetector
+from detection.metrics import figure_array
 from detection.protocol import Protocol, SplitScores
 
 COLUMNS = ("detector", "file", "clip_auc", "clip_ap", "clip_eer", "clip_acc", "video_auc", "video_acc", "clips",
@@ -95,10 +96,7 @@ def chart(rows: list[dict[str, Any]]) -> np.ndarray:
     ax.set_xlabel("AUC (0.5 = chance)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    return figure_array(fig)
 
 
 def write_leaderboard(rows: list[dict[str, Any]], reports: list[dict[str, Any]], protocol: Protocol, out: Path) -> Path:

@@ -82,13 +82,18 @@ def confusion(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.n
     return np.array([[int(((y == t) & (pred == p)).sum()) for p in (0, 1)] for t in (0, 1)])
 
 
-def _figure_to_tensor(fig: Any) -> torch.Tensor:
-    fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+def figure_array(fig: Any) -> np.ndarray:
+    """A drawn matplotlib figure as RGB uint8 ``[H, W, 3]``; the figure is closed."""
     import matplotlib.pyplot as plt
 
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
-    return torch.from_numpy(rgba).permute(2, 0, 1).float() / 255
+    return rgb
+
+
+def _figure_to_tensor(fig: Any) -> torch.Tensor:
+    return torch.from_numpy(figure_array(fig)).permute(2, 0, 1).float() / 255
 
 
 def roc_image(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, title: str) -> torch.Tensor:

@@ -35,7 +35,7 @@ from common.datasets import DatasetIndex, VideoRecord
 from common.perturb import Perturbation
 from detection.evaluation import ClipScores, summarise
 from detection.loading import LoadedDetector
-from detection.metrics import DEFAULT_THRESHOLD
+from detection.metrics import DEFAULT_THRESHOLD, figure_array
 from detection.models.base import InputSpec
 
 CLEAN = "clean"
@@ -118,8 +118,8 @@ class Timing:
     videos_made: int = 0
     videos_reused: int = 0
     faces_s: float = 0.0
-    caches_made: int = 0  # videos tracked and cut (for every crop layout at once)
-    caches_reused: int = 0
+    videos_tracked: int = 0  # tracked and cut (for every crop layout at once)
+    tracks_reused: int = 0
     score_s: float = 0.0
     cells_made: int = 0
     cells_reused: int = 0
@@ -130,7 +130,7 @@ class Timing:
         per_video = {k: round(self.per_kind_s[k] / n, 3) for k, n in self.per_kind_n.items() if n}
         return {"perturb_s": round(self.perturb_s, 2), "videos_made": self.videos_made,
                 "videos_reused": self.videos_reused, "faces_s": round(self.faces_s, 2),
-                "caches_made": self.caches_made, "caches_reused": self.caches_reused,
+                "videos_tracked": self.videos_tracked, "tracks_reused": self.tracks_reused,
                 "score_s": round(self.score_s, 2), "cells_made": self.cells_made, "cells_reused": self.cells_reused,
                 "seconds_per_perturbed_video": per_video}  # fmt: skip
 
@@ -239,8 +239,8 @@ class RobustnessRun:
         start = time.perf_counter()
         counts = layout_caches([r for r in records if Path(r.path).exists()], caches)
         self.timing.faces_s += time.perf_counter() - start
-        self.timing.caches_made += counts["ok"] + counts["failed"]
-        self.timing.caches_reused += counts["skipped"]
+        self.timing.videos_tracked += counts["ok"] + counts["failed"]
+        self.timing.tracks_reused += counts["skipped"]
 
     def cell_path(self, key: str, version: Version) -> Path:
         """Where a detector's scores on one copy are kept."""
@@ -393,7 +393,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     t = report["timing"]
     lines += ["", f"Time: perturbing {t['perturb_s']} s ({t['videos_made']} videos made, {t['videos_reused']} "
-              f"reused), face tracking {t['faces_s']} s ({t['caches_made']} videos tracked, {t['caches_reused']} "
+              f"reused), face tracking {t['faces_s']} s ({t['videos_tracked']} videos tracked, {t['tracks_reused']} "
               f"reused), scoring {t['score_s']} s ({t['cells_made']} cells scored, {t['cells_reused']} reused).",
               ""]  # fmt: skip
     return "\n".join(lines)
@@ -421,10 +421,7 @@ def chart(detector: dict[str, Any], suite: dict[str, Any]) -> np.ndarray:
     ax.set_title(f"{detector['name'][:70]} ({detector['file']})", fontsize=9)
     ax.legend(fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    return figure_array(fig)
 
 
 def write_report(report: dict[str, Any], out: Path) -> Path:

@@ -108,11 +108,10 @@ def swap_visibility(video: str | Path, masks: np.ndarray, inside: float = 0.5) -
         most (``most_visible_frame``) and a typical one (``typical_frame``: the median of the frames' own 99th
         percentiles).
     """
-    from common.video import VideoReader
+    from common.video import read_frames
 
-    with VideoReader(video) as reader:
-        frames = reader.read(list(range(len(masks))))
-    n, h, w = masks.shape
+    frames = read_frames(video, range(len(masks)))
+    _, h, w = masks.shape
     target = frames[:, :, h : h + w].astype(np.int16)
     result = frames[:, :, h + w : h + 2 * w].astype(np.int16)
     diff = np.abs(result - target).max(-1)
@@ -132,10 +131,9 @@ def still(video: str | Path, index: int, scale: int = 3) -> np.ndarray:
     """Frame ``index`` of a video, enlarged ``scale`` times (RGB uint8)."""
     from PIL import Image
 
-    from common.video import VideoReader
+    from common.video import read_frames
 
-    with VideoReader(video) as reader:
-        frame = reader.read([index])[0]
+    frame = read_frames(video, [index])[0]
     h, w = frame.shape[:2]
     return np.asarray(Image.fromarray(frame).resize((w * scale, h * scale), Image.LANCZOS))
 

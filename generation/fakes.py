@@ -59,6 +59,11 @@ class RealVideo:
     identity: str
     frames: tuple[int, int] | None = None
 
+    def indices(self, num_frames: int) -> list[int]:
+        """Its frame numbers in a video of ``num_frames`` frames."""
+        start, stop = self.frames or (0, num_frames)
+        return list(range(start, min(stop, num_frames)))
+
 
 @dataclass(frozen=True)
 class SourceFace:
@@ -184,16 +189,12 @@ def plan(reals: Sequence[RealVideo], method: str, sources: Sequence[SourceFace],
 def copy_real(real: RealVideo, dst: Path, crf: int) -> int:
     """The real video (its frame range) written again with the fakes' encoder and quality; returns frames."""
     from common.encode import write_video
-    from common.video import VideoReader
+    from common.video import probe, video_chunks
 
-    with VideoReader(real.path) as reader:
-        n = reader.info.num_frames
-        start, stop = real.frames or (0, n)
-        indices = list(range(start, min(stop, n)))
-        fps = reader.info.fps
-        frames = [f for _, chunk in reader.iter_chunks(32, indices) for f in chunk]
-    write_video(dst, frames, fps, crf=crf)
-    return len(frames)
+    info = probe(real.path)
+    indices = real.indices(info.num_frames)
+    write_video(dst, (f for chunk in video_chunks(real.path, 32, indices) for f in chunk), info.fps, crf=crf)
+    return len(indices)
 
 
 def self_blend_video(real: RealVideo, dst: Path, blend: SelfBlend, seed: int, crf: int, crop_size: int = 128,
@@ -212,14 +213,12 @@ def self_blend_video(real: RealVideo, dst: Path, blend: SelfBlend, seed: int, cr
     from common.faces import FaceExtractor, crop_square
     from common.frames import to_tensor_clip
     from common.tracking import TRACK_EVERY
-    from common.video import VideoReader
+    from common.video import VideoReader, video_chunks
     from generation.swap import paste_back
 
     extractor = FaceExtractor(crop_size=crop_size, margin=margin, device="cpu")
     with VideoReader(real.path) as reader:
-        n = reader.info.num_frames
-        start, stop = real.frames or (0, n)
-        indices = list(range(start, min(stop, n)))
+        indices = real.indices(reader.info.num_frames)
         fps = reader.info.fps
         track = extractor.extract(reader, indices, crops=False, detect_every=TRACK_EVERY)
     blender = SelfBlend(**{**blend.__dict__, "target_prob": 0.0})  # the face side transformed: a clean paste-back
@@ -227,17 +226,16 @@ def self_blend_video(real: RealVideo, dst: Path, blend: SelfBlend, seed: int, cr
     landmarks, boxes = track.crop_landmarks(crop_size), track.crop_boxes
 
     def blended() -> Iterator[np.ndarray]:  # in chunks: memory does not grow with the video's length
-        with VideoReader(real.path) as reader:
-            pos = 0
-            for _, chunk in reader.iter_chunks(32, indices):
-                regions = boxes[pos : pos + len(chunk)]
-                video = to_tensor_clip(np.stack([crop_square(f, r, crop_size) for f, r in zip(chunk, regions)]), None)
-                with torch.no_grad():  # SelfBlend's blend, frame by frame: base + mask * (copy - base)
-                    mask = blender.masks(landmarks[pos : pos + len(chunk)], crop_size, p)
-                    fake = video + mask * (blender.transformed_copy(video, p) - video)
-                fake_u8 = (fake.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
-                yield from (paste_back(f, r, c, a) for f, r, c, a in zip(chunk, regions, fake_u8, mask[:, 0].numpy()))
-                pos += len(chunk)
+        pos = 0
+        for chunk in video_chunks(real.path, 32, indices):
+            regions = boxes[pos : pos + len(chunk)]
+            video = to_tensor_clip(np.stack([crop_square(f, r, crop_size) for f, r in zip(chunk, regions)]), None)
+            with torch.no_grad():  # SelfBlend's blend, frame by frame: base + mask * (copy - base)
+                mask = blender.masks(landmarks[pos : pos + len(chunk)], crop_size, p)
+                fake = video + mask * (blender.transformed_copy(video, p) - video)
+            fake_u8 = (fake.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+            yield from (paste_back(f, r, c, a) for f, r, c, a in zip(chunk, regions, fake_u8, mask[:, 0].numpy()))
+            pos += len(chunk)
 
     write_video(dst, blended(), fps, crf=crf)
     return len(indices)

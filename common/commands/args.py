@@ -7,11 +7,15 @@ import argparse
 from common.datasets import LAYOUTS, DatasetIndex, build_index
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--dataset``, ``--root`` and the layout-specific options to a sub-command."""
+def add_dataset_arguments(
+    parser: argparse.ArgumentParser, required: bool = True, seed_help: str = "split seed"
+) -> None:
+    """Add ``--dataset``, ``--root`` and the layout-specific options to a sub-command (``required``: the command
+    needs ``--root``; else it has another input, and says so in its help)."""
     parser.add_argument("--dataset", choices=LAYOUTS, default="folder", help="dataset layout")
-    parser.add_argument("--root", help="dataset root (csv: the manifest; single: one video); required")
-    parser.add_argument("--seed", type=int, default=0, help="split seed")
+    parser.add_argument("--root", help="dataset root (csv: the manifest; single: one video)" + ("; required" if required
+                        else ""))  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
     parser.add_argument("--compression", default="c23", help="FaceForensics++: raw|c0|c23|c40")
     parser.add_argument("--methods", default="", help="FaceForensics++: comma-separated methods")
     parser.add_argument("--splits-dir", default=None, help="FaceForensics++: folder of train/val/test.json")

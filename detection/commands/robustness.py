@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.commands.args import LAYOUTS, frame_spec, positive_int
+from common.commands.args import add_dataset_arguments, frame_spec, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,12 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, nargs="+", action="extend", required=True,
                    help="detector files: our .ckpt, fingerprint / transfer .pt, published model_*.pt, "
                    "MesoNet .h5")  # fmt: skip
-    p.add_argument("--dataset", choices=LAYOUTS, default=None, help="dataset layout (with --root)")
-    p.add_argument("--root", default=None, help="dataset root (csv: the manifest; single: one video)")
-    p.add_argument("--seed", type=int, default=0, help="split seed, and the noise's seed")
-    p.add_argument("--compression", default="c23", help="FaceForensics++: raw|c0|c23|c40")
-    p.add_argument("--methods", default="", help="FaceForensics++: comma-separated methods")
-    p.add_argument("--splits-dir", default=None, help="FaceForensics++: folder of train/val/test.json")
+    add_dataset_arguments(p, required=False, seed_help="split seed, and the noise's seed")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--label", choices=["real", "fake", "unknown"], default="unknown",
                    help="VIDEO arguments: their label (unknown: p(fake), its change and flips only)")  # fmt: skip
@@ -64,7 +59,6 @@ def main(args: argparse.Namespace) -> int:
                    for v in args.videos]  # fmt: skip
         labelled = args.label != "unknown"
     else:
-        args.dataset = args.dataset or "folder"
         records = index_from_args(args).split(args.split)
         if not records:
             raise ConfigError(f"the {args.split} split of {args.root} is empty")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.commands.args import LAYOUTS, fraction, positive_int
+from common.commands.args import add_dataset_arguments, fraction, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-fakes", help="a detector test set (real/, fake/, manifest.csv) of part swaps or "
                        "self-blends of real videos")  # fmt: skip
     p.add_argument("real", nargs="*", type=Path, help="real videos, or folders of them")
-    p.add_argument("--dataset", choices=LAYOUTS, default=None, help="take the real videos of a dataset split instead")
-    p.add_argument("--root", default=None, help="that dataset's root (csv: the manifest; single: one video)")
+    add_dataset_arguments(p, required=False, seed_help="the dataset's split seed, and make-fakes' split and "
+                          "self-blend seed")  # fmt: skip
     p.add_argument("--from-split", default="test", choices=["train", "val", "test"], help="that dataset's split")
     p.add_argument("--identity-by", choices=["file", "folder"], default="file",
                    help="real VIDEO arguments: a video's identity is its file name, or its first folder below the "
@@ -36,7 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "it")  # fmt: skip
     p.add_argument("--val-fraction", type=fraction, default=0.15)
     p.add_argument("--test-fraction", type=fraction, default=0.15)
-    p.add_argument("--seed", type=int, default=0, help="split and self-blend seed")
     p.add_argument("--crf", type=int, default=18, help="x264 quality of every written video (reals too)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="auto")
@@ -53,8 +52,6 @@ def real_videos(args: argparse.Namespace) -> list:
     if bool(args.real) == bool(args.root):
         raise ConfigError("give either real VIDEO files / folders or --dataset/--root")
     if args.root:
-        args.dataset = args.dataset or "folder"
-        args.methods, args.compression, args.splits_dir = "", "c23", None
         records = [r for r in index_from_args(args).split(args.from_split) if r.label == 0]
         if not records:
             raise ConfigError(f"the {args.from_split} split of {args.root} has no real video")
